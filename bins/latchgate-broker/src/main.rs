@@ -1,0 +1,3 @@
+fn main() {
+    latchgate_core::logging::init(latchgate_core::role::Role::parse("broker").expect("role"));
+}
