@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod error;
+pub mod jose;
 pub mod logging;
 pub mod paths;
 pub mod role;
