@@ -20,7 +20,26 @@ pub fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
 }
 
-/// Named SOCK_SEQPACKET socket of a server role in standalone mode.
-pub fn ipc_socket(ipc_dir: &Path, server: crate::role::Role) -> PathBuf {
-    ipc_dir.join(format!("{}.sock", server.as_str()))
+/// Bind a listening Unix stream socket at `path` with file `mode`, replacing a
+/// stale socket file but never any other kind of file. Used by the supervisor
+/// (which holds the sockets across front restarts) and by a standalone front.
+pub fn bind_unix_listener(path: &Path, mode: u32) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket; refusing to remove it", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
 }

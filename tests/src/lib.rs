@@ -1,1 +1,194 @@
-//! Helpers shared by the end-to-end tests.
+//! Harness for the end-to-end tests: a short temporary directory with a
+//! config, the real `latchgate` binaries started from the build's target dir,
+//! and an HTTP client over the gate's Unix sockets.
+
+use latchgate_client::uds_http::UdsHttp;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// `target/<profile>/` of this build: the test binary lives in its `deps/`.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+/// A temporary gate home. Kept short: Unix socket paths must stay under 108 bytes.
+pub struct GateDir {
+    pub root: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Default for GateDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GateDir {
+    pub fn new() -> GateDir {
+        let tmp = tempfile::Builder::new().prefix("lg").tempdir_in("/tmp").expect("temp dir");
+        GateDir { root: tmp.path().to_path_buf(), _tmp: tmp }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("latchgate.toml")
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    pub fn client_socket(&self) -> PathBuf {
+        self.run_dir().join("gate.sock")
+    }
+
+    pub fn admin_socket(&self) -> PathBuf {
+        self.run_dir().join("gate-admin.sock")
+    }
+
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.log"))
+    }
+
+    /// Write a config using the checkout's manifests/policies/providers; `extra`
+    /// is appended (TOML tables for the test's needs).
+    pub fn write_config(&self, top: &str, extra: &str) {
+        let repo = repo_root();
+        let text = format!(
+            "{top}\nruntime_dir = \"{run}\"\nstate_dir = \"{root}/state\"\nmanifests_dir = \"{repo}/manifests\"\n\
+             policies_dir = \"{repo}/policies\"\nproviders_dir = \"{repo}/providers\"\n\n[keys]\ndir = \"{root}/keys\"\n\n{extra}\n",
+            run = self.run_dir().display(),
+            root = self.root.display(),
+            repo = repo.display(),
+        );
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
+    }
+}
+
+/// `latchgate up` running in a `GateDir`; killed (with its children) on drop.
+pub struct Gate {
+    pub supervisor: Child,
+}
+
+impl Gate {
+    pub fn start(dir: &GateDir) -> Gate {
+        let log = std::fs::File::create(dir.log_path("gate")).expect("log file");
+        let supervisor = Command::new(bin_dir().join("latchgate"))
+            .args(["up", "--config"])
+            .arg(dir.config_path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start latchgate up");
+        Gate { supervisor }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.supervisor.id()
+    }
+
+    /// Children of the supervisor by process name (`latchgate-front` …).
+    pub fn children(&self) -> HashMap<String, u32> {
+        children_of(self.pid())
+    }
+
+    /// SIGTERM the supervisor and wait for it to exit.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        signal(self.pid(), nix::sys::signal::Signal::SIGTERM);
+        wait_exit(&mut self.supervisor, limit)
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let children = self.children();
+        let _ = self.supervisor.kill();
+        let _ = self.supervisor.wait();
+        for pid in children.values() {
+            signal(*pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+pub fn process_alive(pid: u32) -> bool {
+    // A zombie still has /proc/<pid>; count it as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Live children of `parent`, keyed by their `comm` name.
+pub fn children_of(parent: u32) -> HashMap<String, u32> {
+    let mut found = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if fields.first() == Some(&"Z") {
+            continue;
+        }
+        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
+            found.insert(comm.to_string(), pid);
+        }
+    }
+    found
+}
+
+/// One GET over a fresh connection: (status, JSON body). `None` if the socket does not answer.
+pub async fn get(socket: &Path, path: &str) -> Option<(u16, serde_json::Value)> {
+    let mut http = tokio::time::timeout(Duration::from_secs(5), UdsHttp::connect(socket)).await.ok()?.ok()?;
+    let response = tokio::time::timeout(Duration::from_secs(5), http.request(http::Method::GET, path, &[], None))
+        .await
+        .ok()?
+        .ok()?;
+    Some((response.status.as_u16(), response.json()))
+}
+
+/// Poll `path` until it answers `status`, up to `limit`. Returns the last answer.
+pub async fn wait_for_status(
+    socket: &Path,
+    path: &str,
+    status: u16,
+    limit: Duration,
+) -> Result<serde_json::Value, String> {
+    let deadline = Instant::now() + limit;
+    let mut last = None;
+    while Instant::now() < deadline {
+        match get(socket, path).await {
+            Some((s, body)) if s == status => return Ok(body),
+            other => last = other,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("{path} did not answer {status} within {limit:?}; last answer {last:?}"))
+}

@@ -1,3 +1,53 @@
+//! latchgate-broker: decides. Registry, policy, state and the evidence ledger
+//! live here; it asks the signer to sign and the executor to run.
+#![forbid(unsafe_code)]
+
+mod health;
+
+use latchgate_core::process;
+use latchgate_core::role::Role;
+use latchgate_ipc::link::{ClientLink, Endpoints, serve_link};
+use latchgate_ipc::messages::front_broker::{FrontReply, FrontRequest};
+use latchgate_ipc::{BrokerExecutor, BrokerSigner, ChannelKind, FrontBroker};
+use std::sync::Arc;
+
+const ROLE: Role = Role::Broker;
+
 fn main() {
-    latchgate_core::logging::init(latchgate_core::role::Role::parse("broker").expect("role"));
+    let cfg = process::exit_on_error(ROLE, process::load_child_config(ROLE), |e| e.code());
+    let rt = process::exit_on_error(ROLE, process::runtime(2), |e| e.code());
+    let result = rt.block_on(run(cfg));
+    process::exit_on_error(ROLE, result, |e| e.code());
+}
+
+/// Links to the processes the broker drives.
+pub struct Peers {
+    pub signer: ClientLink<BrokerSigner>,
+    pub executor: ClientLink<BrokerExecutor>,
+}
+
+async fn run(cfg: latchgate_core::config::LoadedConfig) -> Result<(), latchgate_ipc::IpcError> {
+    let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
+    let from_front = endpoints.source(ChannelKind::FrontBroker)?;
+    let peers = Arc::new(Peers {
+        signer: ClientLink::spawn(endpoints.source(ChannelKind::BrokerSigner)?),
+        executor: ClientLink::spawn(endpoints.source(ChannelKind::BrokerExecutor)?),
+    });
+    let control = endpoints.start();
+
+    let handler_peers = peers.clone();
+    tokio::spawn(serve_link::<FrontBroker, _, _>(from_front, move |request| {
+        let peers = handler_peers.clone();
+        async move {
+            match request {
+                FrontRequest::Health { .. } => FrontReply::Health(health::report(&peers).await),
+            }
+        }
+    }));
+
+    control.ready(health::own_status()).await?;
+    tracing::info!("broker ready");
+    latchgate_ipc::link::wait_for_shutdown(&control).await;
+    tracing::info!("broker stopping");
+    Ok(())
 }

@@ -1,3 +1,66 @@
+//! latchgate-front: the only process that parses HTTP. It owns both Unix
+//! sockets, captures each connection's `SO_PEERCRED`, enforces size and time
+//! limits, and hands typed requests to the broker.
+#![forbid(unsafe_code)]
+
+mod listen;
+mod reply;
+mod routes;
+mod server;
+
+use latchgate_core::process;
+use latchgate_core::role::Role;
+use latchgate_ipc::link::{ClientLink, Endpoints};
+use latchgate_ipc::messages::status::ProcessStatus;
+use latchgate_ipc::{ChannelKind, FrontBroker};
+use std::sync::Arc;
+
+const ROLE: Role = Role::Front;
+
 fn main() {
-    latchgate_core::logging::init(latchgate_core::role::Role::parse("front").expect("role"));
+    let cfg = process::exit_on_error(ROLE, process::load_child_config(ROLE), |e| e.code());
+    let rt = process::exit_on_error(ROLE, process::runtime(2), |e| e.code());
+    let result = rt.block_on(run(cfg));
+    process::exit_on_error(ROLE, result, |e| e.code());
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FrontError {
+    #[error(transparent)]
+    Ipc(#[from] latchgate_ipc::IpcError),
+    #[error("cannot listen on {path}: {source}")]
+    Listen { path: std::path::PathBuf, source: std::io::Error },
+}
+
+impl FrontError {
+    fn code(&self) -> &'static str {
+        match self {
+            FrontError::Ipc(e) => e.code(),
+            FrontError::Listen { .. } => "listen_failed",
+        }
+    }
+}
+
+/// What every request handler can reach.
+pub struct FrontState {
+    pub cfg: latchgate_core::config::LoadedConfig,
+    pub broker: ClientLink<FrontBroker>,
+}
+
+async fn run(cfg: latchgate_core::config::LoadedConfig) -> Result<(), FrontError> {
+    let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
+    let broker = ClientLink::spawn(endpoints.source(ChannelKind::FrontBroker)?);
+    let client_listener = listen::client_socket(&mut endpoints, &cfg)?;
+    let admin_listener = listen::admin_socket(&mut endpoints, &cfg)?;
+    let control = endpoints.start();
+
+    let state = Arc::new(FrontState { cfg, broker });
+    tokio::spawn(server::serve(client_listener, server::Plane::Client, state.clone()));
+    tokio::spawn(server::serve(admin_listener, server::Plane::Admin, state.clone()));
+
+    control.ready(ProcessStatus::current(ROLE, true, vec![])).await?;
+    tracing::info!(client = %state.cfg.client_socket().display(), admin = %state.cfg.admin_socket().display(), "front ready");
+    latchgate_ipc::link::wait_for_shutdown(&control).await;
+    tracing::info!("front stopping");
+    Ok(())
 }

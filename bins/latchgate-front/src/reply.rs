@@ -1,0 +1,36 @@
+//! Building HTTP responses: JSON bodies and the error shape of API.md.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use latchgate_core::error::{ApiError, ErrorCode};
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+pub fn json(status: u16, body: &serde_json::Value) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+pub fn error(err: &ApiError) -> HttpResponse {
+    let mut response = json(err.code.http_status(), &err.to_json());
+    if let Some(seconds) = err.retry_after_seconds {
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
+pub fn code(code: ErrorCode) -> HttpResponse {
+    error(&ApiError::new(code))
+}
+
+/// The broker (or something behind it) could not be reached: fail closed.
+pub fn component_unavailable(component: &str, cause: &latchgate_ipc::IpcError) -> HttpResponse {
+    tracing::warn!(component, code = cause.code(), "dependency unavailable");
+    error(&ApiError::new(ErrorCode::ComponentUnavailable).with_reason(format!("{component} unavailable")).with_retry_after(1))
+}

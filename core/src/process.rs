@@ -1,0 +1,62 @@
+//! Start-up shared by the four child processes: arguments, config, logging and
+//! the tokio runtime. Identity drop and confinement happen between loading the
+//! config and starting the runtime (no threads exist yet), in the caller.
+
+use crate::config::{ConfigError, LoadedConfig};
+use crate::role::Role;
+use std::path::PathBuf;
+
+/// Every child takes the same arguments; the supervisor or the systemd unit passes them.
+#[derive(Debug, clap::Parser)]
+pub struct ChildArgs {
+    /// Path to latchgate.toml.
+    #[arg(long, env = "LATCHGATE_CONFIG", default_value = "latchgate.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl StartError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            StartError::Config(e) => e.code(),
+            StartError::Runtime(_) => "runtime_start_failed",
+        }
+    }
+}
+
+/// Parse arguments, init logging, load config. Exits with status 2 on bad arguments.
+pub fn load_child_config(role: Role) -> Result<LoadedConfig, StartError> {
+    use clap::Parser;
+    let args = ChildArgs::parse();
+    crate::logging::init(role);
+    Ok(LoadedConfig::load(&args.config)?)
+}
+
+/// The multi-threaded runtime every child runs on; started only after the
+/// process dropped its identity, so every worker thread inherits the drop.
+pub fn runtime(worker_threads: usize) -> Result<tokio::runtime::Runtime, StartError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads.max(1))
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)
+}
+
+/// Log a fatal start-up error with its code and exit non-zero.
+pub fn exit_on_error<T, E: std::fmt::Display>(role: Role, result: Result<T, E>, code: impl Fn(&E) -> &'static str) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(code = code(&e), error = %e, "{role} cannot start");
+            eprintln!("latchgate-{role}: {e}");
+            std::process::exit(1);
+        }
+    }
+}

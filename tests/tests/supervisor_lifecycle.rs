@@ -1,0 +1,104 @@
+//! `latchgate up` end to end: four real children, readiness, fail-closed
+//! behaviour while a child is down, self-healing, and a clean stop.
+
+use latchgate_tests::{Gate, GateDir, get, process_alive, signal, wait_for_status};
+use nix::sys::signal::Signal;
+use std::time::Duration;
+
+const CHILDREN: [&str; 4] = ["latchgate-front", "latchgate-broker", "latchgate-executor", "latchgate-signer"];
+
+/// Restarts are delayed long enough for the test to observe the outage.
+fn start_gate(dir: &GateDir) -> Gate {
+    dir.write_config("", "[supervisor]\nrestart_initial_ms = 1500\nrestart_max_ms = 1500\nshutdown_grace_ms = 5000\n");
+    Gate::start(dir)
+}
+
+async fn ready(dir: &GateDir) {
+    if let Err(e) = wait_for_status(&dir.client_socket(), "/readyz", 200, Duration::from_secs(60)).await {
+        panic!("{e}\n--- gate log ---\n{}", dir.log("gate"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_lifecycle_up_fail_closed_recover_and_stop() {
+    let dir = GateDir::new();
+    let mut gate = start_gate(&dir);
+    ready(&dir).await;
+
+    // Four distinct children under the supervisor.
+    let children = gate.children();
+    for name in CHILDREN {
+        assert!(children.contains_key(name), "missing {name}; children: {children:?}\n{}", dir.log("gate"));
+    }
+
+    // Liveness, the unknown-route shape, and plane separation.
+    let (status, body) = get(&dir.client_socket(), "/healthz").await.expect("healthz");
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = get(&dir.client_socket(), "/no/such/route").await.expect("404");
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, _) = get(&dir.admin_socket(), "/healthz").await.expect("admin healthz");
+    assert_eq!(status, 200);
+    let (status, body) = get(&dir.admin_socket(), "/readyz").await.expect("admin readyz");
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")), "agent routes are not served on the admin socket");
+
+    // Each back-end child killed in turn: 503 component_unavailable while down, then 200 again by itself.
+    for name in ["latchgate-signer", "latchgate-executor", "latchgate-broker"] {
+        let pid = gate.children()[name];
+        signal(pid, Signal::SIGKILL);
+        let body = wait_for_status(&dir.client_socket(), "/readyz", 503, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("while {name} is down: {e}"));
+        assert_eq!(body["error"], "component_unavailable", "{name} down: {body}");
+        ready(&dir).await;
+        let new_pid = gate.children()[name];
+        assert_ne!(new_pid, pid, "{name} was restarted");
+    }
+
+    // The front: the supervisor holds the listening socket, so clients wait in the
+    // backlog instead of being refused, and are served by the restarted front.
+    let front = gate.children()["latchgate-front"];
+    signal(front, Signal::SIGKILL);
+    ready(&dir).await;
+    assert_ne!(gate.children()["latchgate-front"], front);
+
+    // SIGTERM: everything exits, status 0, sockets removed.
+    let pids: Vec<u32> = gate.children().values().copied().collect();
+    let status = gate.terminate(Duration::from_secs(30)).expect("supervisor exits after SIGTERM");
+    assert!(status.success(), "exit status {status}\n{}", dir.log("gate"));
+    for pid in pids {
+        assert!(!process_alive(pid), "child {pid} still running after shutdown");
+    }
+    assert!(!dir.client_socket().exists(), "client socket removed");
+    assert!(!dir.admin_socket().exists(), "admin socket removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_writes_default_config_and_dirs() {
+    let dir = GateDir::new();
+    let config = dir.root.join("fresh").join("latchgate.toml");
+    let log = std::fs::File::create(dir.log_path("fresh")).unwrap();
+    // Sockets go to the default runtime dir; point XDG_RUNTIME_DIR into the temp dir.
+    let mut child = std::process::Command::new(latchgate_tests::bin_dir().join("latchgate"))
+        .args(["up", "--config"])
+        .arg(&config)
+        .env("XDG_RUNTIME_DIR", dir.root.join("xdg"))
+        .env("LATCHGATE_DATA_DIR", latchgate_tests::repo_root())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let socket = dir.root.join("xdg/latchgate/gate.sock");
+    let result = wait_for_status(&socket, "/readyz", 200, Duration::from_secs(60)).await;
+    signal(child.id(), Signal::SIGTERM);
+    let status = latchgate_tests::wait_exit(&mut child, Duration::from_secs(30));
+    result.unwrap_or_else(|e| panic!("{e}\n{}", dir.log("fresh")));
+    assert!(status.is_some_and(|s| s.success()));
+    let text = std::fs::read_to_string(&config).expect("default config written");
+    assert!(text.starts_with("# latchgate.toml"), "commented default config");
+    assert!(config.parent().unwrap().join("state").is_dir());
+    let keys = config.parent().unwrap().join("keys");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o700);
+    let banner = dir.log("fresh");
+    assert!(banner.contains("client socket") && banner.contains(&socket.display().to_string()), "{banner}");
+}
