@@ -1,0 +1,5 @@
+//! The signer's library half: everything the signer process does, testable
+//! without starting the process.
+#![forbid(unsafe_code)]
+
+pub mod keystore;
