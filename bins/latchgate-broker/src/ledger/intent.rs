@@ -1,0 +1,95 @@
+//! Execution intents (written before dispatch, resolved after the receipt) and
+//! approval outcomes: the ledger rows the pipeline creates besides events.
+
+use serde::{Deserialize, Serialize};
+
+use latchgate_core::receipt::Receipt;
+
+use super::event::NewAuditEvent;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentState {
+    /// Dispatch may have happened; the outcome is unknown until resolved.
+    Pending,
+    Resolved,
+    Failed,
+}
+
+impl IntentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentState::Pending => "pending",
+            IntentState::Resolved => "resolved",
+            IntentState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<IntentState> {
+        match text {
+            "pending" => Some(IntentState::Pending),
+            "resolved" => Some(IntentState::Resolved),
+            "failed" => Some(IntentState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// What the broker knows before dispatch. The intent consumes `grant_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewIntent {
+    pub intent_id: String,
+    pub grant_id: String,
+    pub trace_id: String,
+    pub action_id: String,
+    pub request_hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionIntent {
+    pub intent_id: String,
+    pub grant_id: String,
+    pub trace_id: String,
+    pub action_id: String,
+    pub request_hash: String,
+    pub created_at: String,
+    pub state: IntentState,
+    pub resolved_at: Option<String>,
+}
+
+/// How an intent ends once the executor has answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntentResolution {
+    Resolved,
+    Failed,
+}
+
+impl IntentResolution {
+    pub fn state(self) -> IntentState {
+        match self {
+            IntentResolution::Resolved => IntentState::Resolved,
+            IntentResolution::Failed => IntentState::Failed,
+        }
+    }
+}
+
+/// The evidence transaction after an execution: the signed receipt, the final
+/// audit event and the intent's resolution, committed together.
+#[derive(Clone, Debug)]
+pub struct Finalization {
+    pub intent_id: String,
+    pub receipt: Receipt,
+    pub resolution: IntentResolution,
+    pub event: NewAuditEvent,
+}
+
+/// An operator's decision on an approval, tied to the immutable plan it approved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalOutcome {
+    pub approval_id: String,
+    /// `approved` | `denied` | `expired` …
+    pub outcome: String,
+    pub operator: String,
+    pub ts: String,
+    pub plan_hash: String,
+}

@@ -1,0 +1,306 @@
+//! The evidence ledger: hash-chained audit events, execution intents,
+//! consumed grants, receipts and approval outcomes in one SQLite database
+//! (WAL, `synchronous=FULL`). Writes go through a single writer thread that
+//! groups concurrent commits into one fsync ([`writer`]); reads use their own
+//! read-only connections.
+//!
+//! Call pattern in the broker's execute path:
+//! 1. [`Ledger::record_intent_and_consume_grant`] before dispatch — a reused
+//!    grant is refused with [`LedgerError::GrantConsumed`] (409).
+//! 2. After the executor answered and the signer signed the receipt:
+//!    [`Ledger::finalize`]; answer the client only when it returned `Ok`.
+//!    A [`LedgerError::Persistence`] maps to `evidence_persistence_failed`
+//!    and the intent stays pending (listed by [`Ledger::unresolved_intents`]).
+
+mod error;
+mod event;
+mod intent;
+mod reader;
+mod records;
+mod schema;
+mod verify;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ed25519_dalek::VerifyingKey;
+use rusqlite::{Connection, OpenFlags};
+
+use latchgate_core::receipt::Receipt;
+
+pub use error::LedgerError;
+pub use event::{AuditEvent, GENESIS_PREV_HASH, NewAuditEvent, ReceiptWitness, Witness, ledger_timestamp};
+pub use intent::{ApprovalOutcome, ExecutionIntent, Finalization, IntentResolution, IntentState, NewIntent};
+pub use reader::{DEFAULT_EVENT_LIMIT, EventFilter, MAX_EVENT_LIMIT};
+pub use records::{INTENT_FAILED_EVENT, INTENT_RECORDED_EVENT};
+pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
+pub use verify::{BreakReason, ChainBreak, VerifyReport};
+
+use writer::{FnJob, JobSender};
+
+/// How the ledger database is opened.
+#[derive(Clone, Debug, Default)]
+pub struct LedgerOptions {
+    /// Caps the database at this many pages (`PRAGMA max_page_count`): past it
+    /// every write fails with [`LedgerError::Persistence`], exactly as on a
+    /// full disk. `None` = SQLite's default (effectively unlimited).
+    pub max_page_count: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerStats {
+    /// Transactions committed (one fsync each).
+    pub batches_committed: u64,
+    /// Jobs answered `Ok` or refused on their own inside committed batches.
+    pub jobs_committed: u64,
+    pub batches_failed: u64,
+}
+
+/// Handle to the ledger; cheap to clone, shared by all request tasks.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jobs: JobSender,
+    counters: Arc<writer::WriterCounters>,
+    readers: LedgerReader,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn configure_writer(conn: &Connection, options: &LedgerOptions) -> Result<(), LedgerError> {
+    // WAL: readers never block the writer. FULL: a COMMIT returns only after
+    // the WAL is fsynced, which is what "durable before the response" means.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(LedgerError::Persistence(format!("journal_mode is {mode}, WAL required")));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")?;
+    if let Some(pages) = options.max_page_count {
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
+impl Ledger {
+    /// Opens (creating and migrating as needed) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        Ledger::open_with(path, LedgerOptions::default())
+    }
+
+    pub fn open_with(path: &Path, options: LedgerOptions) -> Result<Ledger, LedgerError> {
+        let mut conn = Connection::open(path)?;
+        configure_writer(&conn, &options)?;
+        schema::migrate(&mut conn)?;
+        let head = writer::load_head(&conn)?;
+        let counters = Arc::new(writer::WriterCounters::default());
+        let (jobs, handle) = writer::spawn(conn, head, Arc::clone(&counters))
+            .map_err(|e| LedgerError::Persistence(format!("cannot start ledger writer: {e}")))?;
+        Ok(Ledger {
+            inner: Arc::new(Inner {
+                jobs,
+                counters,
+                readers: LedgerReader::open(path)?,
+                writer_thread: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// Writer counters since open. `jobs_committed / batches_committed` is
+    /// the average number of commits that shared one fsync.
+    pub fn stats(&self) -> LedgerStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.inner.counters;
+        LedgerStats {
+            batches_committed: c.batches_committed.load(Relaxed),
+            jobs_committed: c.jobs_in_committed_batches.load(Relaxed),
+            batches_failed: c.batches_failed.load(Relaxed),
+        }
+    }
+
+    /// Every event as JSONL in chain order (blocking read); returns the count.
+    pub fn export_jsonl(&self, out: &mut dyn std::io::Write) -> Result<u64, LedgerError> {
+        self.inner.readers.export_jsonl(out)
+    }
+
+    /// The read side, for queries outside the async API.
+    pub fn reader(&self) -> &LedgerReader {
+        &self.inner.readers
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut writer::WriteCtx<'_>) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let (job, answer) = FnJob::boxed(Box::new(work));
+        self.inner.jobs.send(job).await.map_err(|_| LedgerError::WriterUnavailable)?;
+        answer.await.map_err(|_| LedgerError::WriterUnavailable)?
+    }
+
+    /// Writes the execution intent and consumes its grant in one transaction.
+    pub async fn record_intent_and_consume_grant(&self, intent: NewIntent) -> Result<ExecutionIntent, LedgerError> {
+        self.submit(move |ctx| records::record_intent(ctx, intent)).await
+    }
+
+    /// Stores the receipt, resolves the intent and appends the final audit
+    /// event, in one transaction. Returns the committed event.
+    pub async fn finalize(&self, finalization: Finalization) -> Result<AuditEvent, LedgerError> {
+        self.submit(move |ctx| records::finalize(ctx, finalization)).await
+    }
+
+    /// Closes a pending intent as failed without a receipt (e.g. dispatch
+    /// failed before the executor ran), with its audit event.
+    pub async fn fail_intent(&self, intent_id: String, event: NewAuditEvent) -> Result<AuditEvent, LedgerError> {
+        self.submit(move |ctx| records::fail_intent(ctx, intent_id, event)).await
+    }
+
+    pub async fn append_event(&self, event: NewAuditEvent) -> Result<AuditEvent, LedgerError> {
+        self.submit(move |ctx| ctx.append_event(event, None)).await
+    }
+
+    /// Records an operator's decision once; a second outcome for the same
+    /// approval is refused with [`LedgerError::ApprovalAlreadyDecided`].
+    pub async fn record_approval_outcome(
+        &self,
+        outcome: ApprovalOutcome,
+        event: NewAuditEvent,
+    ) -> Result<AuditEvent, LedgerError> {
+        self.submit(move |ctx| records::record_approval_outcome(ctx, outcome, event)).await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let readers = self.inner.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with_connection(query))
+            .await
+            .map_err(|e| LedgerError::Persistence(format!("ledger read task failed: {e}")))?
+    }
+
+    pub async fn unresolved_intents(&self) -> Result<Vec<ExecutionIntent>, LedgerError> {
+        self.read(reader::unresolved_intents).await
+    }
+
+    pub async fn get_intent(&self, intent_id: String) -> Result<Option<ExecutionIntent>, LedgerError> {
+        self.read(move |c| reader::get_intent(c, &intent_id)).await
+    }
+
+    pub async fn get_receipt(&self, receipt_id: String) -> Result<Option<Receipt>, LedgerError> {
+        self.read(move |c| reader::get_receipt(c, &receipt_id)).await
+    }
+
+    pub async fn get_approval_outcome(&self, approval_id: String) -> Result<Option<ApprovalOutcome>, LedgerError> {
+        self.read(move |c| reader::get_approval_outcome(c, &approval_id)).await
+    }
+
+    pub async fn query_events(&self, filter: EventFilter) -> Result<Vec<AuditEvent>, LedgerError> {
+        self.read(move |c| reader::query_events(c, &filter)).await
+    }
+
+    /// Walks the chain and cross-checks every row (no signature checks).
+    pub async fn verify_chain(&self) -> Result<VerifyReport, LedgerError> {
+        self.read(|c| verify::verify(c, None)).await
+    }
+
+    /// [`Ledger::verify_chain`] plus every receipt's signature, keys by kid.
+    pub async fn verify_chain_and_receipts(
+        &self,
+        receipt_keys: HashMap<String, VerifyingKey>,
+    ) -> Result<VerifyReport, LedgerError> {
+        self.read(move |c| verify::verify(c, Some(&receipt_keys))).await
+    }
+
+    /// Stops the writer after it has answered every queued job. Other clones
+    /// keep working until they are dropped; this waits only if it is the last.
+    pub async fn shutdown(self) {
+        let Ok(inner) = Arc::try_unwrap(self.inner) else { return };
+        let Inner { jobs, readers, writer_thread, .. } = inner;
+        drop(jobs);
+        drop(readers);
+        let handle = writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+/// Read-only access to a ledger file: a small pool of read-only connections.
+/// Used by the broker's queries and by offline tools (`latchgate verify`,
+/// `latchgate audit`) that must not write.
+#[derive(Clone)]
+pub struct LedgerReader {
+    path: PathBuf,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 4;
+
+impl LedgerReader {
+    /// Opens an existing ledger read-only (fails if it does not exist).
+    pub fn open(path: &Path) -> Result<LedgerReader, LedgerError> {
+        let reader = LedgerReader { path: path.to_path_buf(), idle: Arc::new(Mutex::new(Vec::new())) };
+        let conn = reader.connect()?;
+        let version: i64 = conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0))?;
+        if version > schema::CURRENT_VERSION {
+            return Err(LedgerError::SchemaTooNew { found: version, supported: schema::CURRENT_VERSION });
+        }
+        reader.release(conn);
+        Ok(reader)
+    }
+
+    fn connect(&self) -> Result<Connection, LedgerError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")?;
+        Ok(conn)
+    }
+
+    fn release(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE_READERS
+        {
+            idle.push(conn);
+        }
+    }
+
+    /// Runs `query` on a pooled read connection (blocking).
+    pub fn with_connection<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = query(&conn);
+        self.release(conn);
+        result
+    }
+
+    pub fn query_events(&self, filter: &EventFilter) -> Result<Vec<AuditEvent>, LedgerError> {
+        self.with_connection(|c| reader::query_events(c, filter))
+    }
+
+    pub fn get_receipt(&self, receipt_id: &str) -> Result<Option<Receipt>, LedgerError> {
+        self.with_connection(|c| reader::get_receipt(c, receipt_id))
+    }
+
+    pub fn unresolved_intents(&self) -> Result<Vec<ExecutionIntent>, LedgerError> {
+        self.with_connection(reader::unresolved_intents)
+    }
+
+    /// Writes every event as JSONL in chain order; returns the number written.
+    pub fn export_jsonl(&self, out: &mut dyn std::io::Write) -> Result<u64, LedgerError> {
+        self.with_connection(|c| reader::export_jsonl(c, out))
+    }
+
+    pub fn verify(&self, receipt_keys: Option<&HashMap<String, VerifyingKey>>) -> Result<VerifyReport, LedgerError> {
+        self.with_connection(|c| verify::verify(c, receipt_keys))
+    }
+}

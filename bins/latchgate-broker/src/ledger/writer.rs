@@ -1,0 +1,222 @@
+//! The single ledger writer: one std thread owns the write connection, takes
+//! every job waiting in its queue, runs them in ONE transaction (each in its
+//! own SAVEPOINT, so a failing job is rolled back alone), commits once — with
+//! `synchronous=FULL` that is one fsync for the whole batch — and only then
+//! answers each job. Concurrent callers therefore share fsyncs (group commit)
+//! and nobody is answered before their own data is durable.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::LedgerError;
+use super::event::{AuditEvent, GENESIS_PREV_HASH, NewAuditEvent, Witness, now_timestamp};
+
+/// Upper bound on jobs per transaction: bounds the latency added to the first
+/// job of a batch and the size of a rollback.
+const MAX_BATCH: usize = 512;
+
+/// The last link of the chain, as the writer knows it.
+#[derive(Clone, Debug)]
+pub(super) struct ChainHead {
+    pub seq: u64,
+    pub hash: String,
+}
+
+pub(super) fn load_head(conn: &Connection) -> Result<ChainHead, LedgerError> {
+    let head = conn
+        .query_row("SELECT seq, hash FROM chain_head WHERE id = 1", [], |r| {
+            Ok(ChainHead { seq: r.get::<_, i64>(0)? as u64, hash: r.get(1)? })
+        })
+        .optional()?;
+    Ok(head.unwrap_or(ChainHead { seq: 0, hash: GENESIS_PREV_HASH.to_string() }))
+}
+
+/// What a job may do inside the batch transaction.
+pub(super) struct WriteCtx<'c> {
+    pub conn: &'c Connection,
+    head: &'c mut ChainHead,
+}
+
+impl WriteCtx<'_> {
+    /// Appends the next link of the chain.
+    pub fn append_event(&mut self, new: NewAuditEvent, witness: Option<Witness>) -> Result<AuditEvent, LedgerError> {
+        let mut event = AuditEvent {
+            seq: self.head.seq + 1,
+            event_id: uuid::Uuid::now_v7().to_string(),
+            ts: now_timestamp(),
+            event_type: new.event_type,
+            trace_id: new.trace_id,
+            action_id: new.action_id,
+            principal: new.principal,
+            session_id: new.session_id,
+            decision: new.decision,
+            payload: new.payload,
+            witness,
+            prev_hash: self.head.hash.clone(),
+            hash: String::new(),
+        };
+        event.hash = event.compute_hash()?;
+        let witness_json = event.witness.as_ref().map(serde_json::to_string).transpose()?;
+        self.conn.execute(
+            "INSERT INTO audit_events (seq, event_id, ts, event_type, trace_id, action_id, principal, \
+             session_id, decision, payload, witness, prev_hash, hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                event.seq as i64,
+                event.event_id,
+                event.ts,
+                event.event_type,
+                event.trace_id,
+                event.action_id,
+                event.principal,
+                event.session_id,
+                event.decision,
+                serde_json::to_string(&event.payload)?,
+                witness_json,
+                event.prev_hash,
+                event.hash,
+            ],
+        )?;
+        self.conn.execute(
+            "INSERT INTO chain_head (id, seq, hash) VALUES (1, ?1, ?2) \
+             ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            params![event.seq as i64, event.hash],
+        )?;
+        self.head.seq = event.seq;
+        self.head.hash = event.hash.clone();
+        Ok(event)
+    }
+}
+
+/// A unit of work for the writer; answered after the batch commits.
+pub(super) trait Job: Send {
+    /// Runs inside the job's savepoint; `false` means roll the savepoint back.
+    fn apply(&mut self, ctx: &mut WriteCtx<'_>) -> bool;
+    /// Called once, after the batch committed (`Ok`) or failed (`Err`).
+    fn reply(self: Box<Self>, batch: &Result<(), String>);
+}
+
+type Work<T> = Box<dyn FnOnce(&mut WriteCtx<'_>) -> Result<T, LedgerError> + Send>;
+
+pub(super) struct FnJob<T> {
+    work: Option<Work<T>>,
+    result: Option<Result<T, LedgerError>>,
+    answer: oneshot::Sender<Result<T, LedgerError>>,
+}
+
+impl<T: Send + 'static> FnJob<T> {
+    pub fn boxed(work: Work<T>) -> (Box<dyn Job>, oneshot::Receiver<Result<T, LedgerError>>) {
+        let (answer, receiver) = oneshot::channel();
+        (Box::new(FnJob { work: Some(work), result: None, answer }), receiver)
+    }
+}
+
+impl<T: Send + 'static> Job for FnJob<T> {
+    fn apply(&mut self, ctx: &mut WriteCtx<'_>) -> bool {
+        let Some(work) = self.work.take() else { return false };
+        let result = work(ctx);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn reply(self: Box<Self>, batch: &Result<(), String>) {
+        let answer = match (self.result, batch) {
+            // The job's own failure wins: it was rolled back regardless of the batch.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(detail)) => Err(LedgerError::Persistence(detail.clone())),
+            (None, Ok(())) => Err(LedgerError::WriterUnavailable),
+        };
+        // The caller may have gone away (request cancelled); the data is committed either way.
+        let _ = self.answer.send(answer);
+    }
+}
+
+pub(super) type JobSender = mpsc::Sender<Box<dyn Job>>;
+
+/// Queue depth; callers wait (asynchronously) when the writer falls this far behind.
+pub(super) const QUEUE_DEPTH: usize = 4096;
+
+/// Counters of the writer, for `/metrics` and the group-commit tests.
+#[derive(Debug, Default)]
+pub(super) struct WriterCounters {
+    pub batches_committed: AtomicU64,
+    pub jobs_in_committed_batches: AtomicU64,
+    pub batches_failed: AtomicU64,
+}
+
+pub(super) fn spawn(
+    conn: Connection,
+    head: ChainHead,
+    counters: Arc<WriterCounters>,
+) -> std::io::Result<(JobSender, std::thread::JoinHandle<()>)> {
+    let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+    let handle =
+        std::thread::Builder::new().name("ledger-writer".into()).spawn(move || run(conn, head, receiver, &counters))?;
+    Ok((sender, handle))
+}
+
+fn run(conn: Connection, mut head: ChainHead, mut jobs: mpsc::Receiver<Box<dyn Job>>, counters: &WriterCounters) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let head_before = head.clone();
+        let outcome = run_batch(&conn, &mut head, &mut batch).map_err(|e| {
+            tracing::error!(error = %e, code = e.code(), jobs = batch.len(), "ledger batch not committed");
+            // The database is the truth after a failed batch; the head from
+            // before the batch is the fallback if it cannot even be read.
+            head = load_head(&conn).unwrap_or(head_before);
+            e.to_string()
+        });
+        if outcome.is_ok() {
+            counters.batches_committed.fetch_add(1, Ordering::Relaxed);
+            counters.jobs_in_committed_batches.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        } else {
+            counters.batches_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        for job in batch {
+            job.reply(&outcome);
+        }
+    }
+}
+
+fn run_batch(conn: &Connection, head: &mut ChainHead, batch: &mut [Box<dyn Job>]) -> Result<(), LedgerError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = apply_all(conn, head, batch).and_then(|()| conn.execute_batch("COMMIT").map_err(LedgerError::from));
+    if result.is_err() && !conn.is_autocommit() {
+        // Best effort: if even ROLLBACK fails, the connection's next BEGIN fails too
+        // and every later job is refused — failing closed, never answering falsely.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+fn apply_all(conn: &Connection, head: &mut ChainHead, batch: &mut [Box<dyn Job>]) -> Result<(), LedgerError> {
+    for job in batch.iter_mut() {
+        conn.execute_batch("SAVEPOINT ledger_job")?;
+        let head_before = head.clone();
+        let ok = job.apply(&mut WriteCtx { conn, head });
+        if ok {
+            conn.execute_batch("RELEASE ledger_job")?;
+        } else {
+            *head = head_before;
+            conn.execute_batch("ROLLBACK TO ledger_job; RELEASE ledger_job")?;
+        }
+        // SQLite rolls the whole transaction back by itself after some errors
+        // (full disk, I/O): then nothing of this batch can commit.
+        if conn.is_autocommit() {
+            return Err(LedgerError::Persistence("transaction rolled back by SQLite".into()));
+        }
+    }
+    Ok(())
+}

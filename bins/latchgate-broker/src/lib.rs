@@ -1,0 +1,5 @@
+//! LatchGate broker library: the modules the broker process is built from.
+#![forbid(unsafe_code)]
+
+pub mod ledger;
+pub mod state;

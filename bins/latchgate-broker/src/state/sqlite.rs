@@ -1,0 +1,297 @@
+//! Embedded state store: one SQLite database (`state.db`, WAL) owned by the
+//! broker. Operations run on a blocking thread against one connection, so
+//! each is serialised and atomic; expired replay and budget rows are swept
+//! periodically and ignored until then.
+//!
+//! Durability: `synchronous=NORMAL` (no fsync per call — the replay cache and
+//! budgets are on every request's path) except for the revocation epoch, whose
+//! bump is committed with `synchronous=FULL`: a revocation must survive a
+//! power loss, a replay entry of a 180 s window need not.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{BudgetLimits, BudgetSnapshot, DebitOutcome, StateError, StateFuture, StateStore};
+
+const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_V1: &str = r#"
+    CREATE TABLE replay_jti (
+        jti           TEXT PRIMARY KEY,
+        expires_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX replay_jti_expiry ON replay_jti(expires_at_ms);
+    CREATE TABLE revocation (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        epoch INTEGER NOT NULL
+    );
+    INSERT INTO revocation (id, epoch) VALUES (1, 0);
+    CREATE TABLE session_budgets (
+        session_id      TEXT PRIMARY KEY,
+        max_calls       INTEGER,
+        max_cost_cents  INTEGER,
+        used_calls      INTEGER NOT NULL DEFAULT 0,
+        used_cost_cents INTEGER NOT NULL DEFAULT 0,
+        expires_at_ms   INTEGER NOT NULL
+    );
+    CREATE INDEX session_budgets_expiry ON session_budgets(expires_at_ms);
+    CREATE TABLE approval_claims (
+        approval_id   TEXT PRIMARY KEY,
+        claimed_at_ms INTEGER NOT NULL
+    );
+"#;
+
+/// Sweep expired rows once per this many replay-cache inserts.
+const SWEEP_EVERY: u64 = 1024;
+
+#[derive(Clone)]
+pub struct SqliteStateStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    conn: Mutex<Connection>,
+    inserts_since_sweep: std::sync::atomic::AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn ttl_ms(ttl_secs: u64) -> i64 {
+    i64::try_from(ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
+}
+
+/// SQLite stores u64 counters as i64; values past i64::MAX are clamped.
+fn to_sql_u64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn from_sql_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl SqliteStateStore {
+    /// Opens (creating as needed) the state database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStateStore, StateError> {
+        let unavailable = |e: rusqlite::Error| StateError::StoreUnavailable(e.to_string());
+        let mut conn = Connection::open(path).map_err(unavailable)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(unavailable)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StateError::StoreUnavailable(format!("journal_mode is {mode}, WAL required")));
+        }
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;").map_err(unavailable)?;
+        migrate(&mut conn).map_err(unavailable)?;
+        Ok(SqliteStateStore {
+            shared: Arc::new(Shared { conn: Mutex::new(conn), inserts_since_sweep: Default::default() }),
+        })
+    }
+
+    /// Runs `op` on the connection on a blocking thread; SQLite failures
+    /// become `fail(detail)` so each operation reports its own 503 code.
+    fn run<'a, T: Send + 'static>(
+        &'a self,
+        fail: fn(String) -> StateError,
+        op: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StateFuture<'a, T> {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let joined = tokio::task::spawn_blocking(move || {
+                let mut conn = shared.conn.lock().map_err(|_| fail("state connection poisoned".into()))?;
+                op(&mut conn).map_err(|e| fail(e.to_string()))
+            })
+            .await;
+            joined.map_err(|e| fail(format!("state task failed: {e}")))?
+        })
+    }
+
+    /// Deletes expired replay entries and budgets. Returns rows removed.
+    pub async fn sweep_expired(&self) -> Result<usize, StateError> {
+        self.run(StateError::StoreUnavailable, sweep).await
+    }
+}
+
+fn sweep(conn: &mut Connection) -> rusqlite::Result<usize> {
+    let now = now_ms();
+    let jtis = conn.execute("DELETE FROM replay_jti WHERE expires_at_ms <= ?1", [now])?;
+    let budgets = conn.execute("DELETE FROM session_budgets WHERE expires_at_ms <= ?1", [now])?;
+    Ok(jtis + budgets)
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let found: i64 = conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0)).optional()?.unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "state schema version {found} is newer than supported {SCHEMA_VERSION}"
+        )));
+    }
+    if found < 1 {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(SCHEMA_V1)?;
+        tx.execute("DELETE FROM schema_version", [])?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [SCHEMA_VERSION])?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn read_budget(conn: &Connection, session_id: &str, now: i64) -> rusqlite::Result<Option<BudgetSnapshot>> {
+    conn.query_row(
+        "SELECT max_calls, max_cost_cents, used_calls, used_cost_cents FROM session_budgets \
+         WHERE session_id = ?1 AND expires_at_ms > ?2",
+        params![session_id, now],
+        |r| {
+            Ok(BudgetSnapshot {
+                limits: BudgetLimits {
+                    max_calls: r.get::<_, Option<i64>>(0)?.map(from_sql_u64),
+                    max_cost_cents: r.get::<_, Option<i64>>(1)?.map(from_sql_u64),
+                },
+                used_calls: from_sql_u64(r.get(2)?),
+                used_cost_cents: from_sql_u64(r.get(3)?),
+            })
+        },
+    )
+    .optional()
+}
+
+fn within(limit: Option<u64>, used: u64, more: u64) -> bool {
+    match limit {
+        None => true,
+        Some(max) => used.checked_add(more).is_some_and(|total| total <= max),
+    }
+}
+
+impl StateStore for SqliteStateStore {
+    fn check_and_record_jti<'a>(&'a self, jti: &'a str, ttl_secs: u64) -> StateFuture<'a, bool> {
+        let jti = jti.to_string();
+        let shared = Arc::clone(&self.shared);
+        self.run(StateError::ReplayCacheUnavailable, move |conn| {
+            let now = now_ms();
+            // Insert, or take over an expired entry; a live entry is left alone.
+            let changed = conn.execute(
+                "INSERT INTO replay_jti (jti, expires_at_ms) VALUES (?1, ?2) \
+                 ON CONFLICT(jti) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
+                 WHERE replay_jti.expires_at_ms <= ?3",
+                params![jti, now.saturating_add(ttl_ms(ttl_secs)), now],
+            )?;
+            let fresh = changed == 1;
+            if fresh {
+                let count = shared.inserts_since_sweep.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if count.is_multiple_of(SWEEP_EVERY) {
+                    // A failed sweep only delays cleanup; the answer above stands.
+                    if let Err(e) = sweep(conn) {
+                        tracing::warn!(error = %e, "state store sweep failed");
+                    }
+                }
+            }
+            Ok(fresh)
+        })
+    }
+
+    fn revocation_epoch(&self) -> StateFuture<'_, u64> {
+        self.run(StateError::StoreUnavailable, |conn| {
+            let epoch: i64 = conn.query_row("SELECT epoch FROM revocation WHERE id = 1", [], |r| r.get(0))?;
+            Ok(from_sql_u64(epoch))
+        })
+    }
+
+    fn bump_epoch(&self) -> StateFuture<'_, u64> {
+        self.run(StateError::StoreUnavailable, |conn| {
+            conn.execute_batch("PRAGMA synchronous = FULL")?;
+            let bumped =
+                conn.query_row("UPDATE revocation SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch", [], |r| {
+                    r.get::<_, i64>(0)
+                });
+            let restored = conn.execute_batch("PRAGMA synchronous = NORMAL");
+            let epoch = bumped?;
+            restored?;
+            Ok(from_sql_u64(epoch))
+        })
+    }
+
+    fn init_session_budget<'a>(
+        &'a self,
+        session_id: &'a str,
+        limits: BudgetLimits,
+        ttl_secs: u64,
+    ) -> StateFuture<'a, bool> {
+        let session_id = session_id.to_string();
+        self.run(StateError::BudgetStoreUnavailable, move |conn| {
+            let now = now_ms();
+            let changed = conn.execute(
+                "INSERT INTO session_budgets (session_id, max_calls, max_cost_cents, used_calls, used_cost_cents, expires_at_ms) \
+                 VALUES (?1, ?2, ?3, 0, 0, ?4) \
+                 ON CONFLICT(session_id) DO UPDATE SET max_calls = excluded.max_calls, \
+                   max_cost_cents = excluded.max_cost_cents, used_calls = 0, used_cost_cents = 0, \
+                   expires_at_ms = excluded.expires_at_ms \
+                 WHERE session_budgets.expires_at_ms <= ?5",
+                params![
+                    session_id,
+                    limits.max_calls.map(to_sql_u64),
+                    limits.max_cost_cents.map(to_sql_u64),
+                    now.saturating_add(ttl_ms(ttl_secs)),
+                    now
+                ],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn budget_snapshot<'a>(&'a self, session_id: &'a str) -> StateFuture<'a, Option<BudgetSnapshot>> {
+        let session_id = session_id.to_string();
+        self.run(StateError::BudgetStoreUnavailable, move |conn| read_budget(conn, &session_id, now_ms()))
+    }
+
+    fn debit<'a>(&'a self, session_id: &'a str, calls: u64, cost_cents: u64) -> StateFuture<'a, DebitOutcome> {
+        let session_id = session_id.to_string();
+        self.run(StateError::BudgetStoreUnavailable, move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(before) = read_budget(&tx, &session_id, now_ms())? else {
+                return Ok(DebitOutcome::UnknownSession);
+            };
+            if !within(before.limits.max_calls, before.used_calls, calls)
+                || !within(before.limits.max_cost_cents, before.used_cost_cents, cost_cents)
+            {
+                return Ok(DebitOutcome::Exhausted(before));
+            }
+            let after = BudgetSnapshot {
+                used_calls: before.used_calls.saturating_add(calls),
+                used_cost_cents: before.used_cost_cents.saturating_add(cost_cents),
+                ..before
+            };
+            tx.execute(
+                "UPDATE session_budgets SET used_calls = ?2, used_cost_cents = ?3 WHERE session_id = ?1",
+                params![session_id, to_sql_u64(after.used_calls), to_sql_u64(after.used_cost_cents)],
+            )?;
+            tx.commit()?;
+            Ok(DebitOutcome::Debited(after))
+        })
+    }
+
+    fn refund<'a>(&'a self, session_id: &'a str, calls: u64, cost_cents: u64) -> StateFuture<'a, ()> {
+        let session_id = session_id.to_string();
+        self.run(StateError::BudgetStoreUnavailable, move |conn| {
+            conn.execute(
+                "UPDATE session_budgets SET used_calls = MAX(used_calls - ?2, 0), \
+                 used_cost_cents = MAX(used_cost_cents - ?3, 0) WHERE session_id = ?1",
+                params![session_id, to_sql_u64(calls), to_sql_u64(cost_cents)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn claim_approval<'a>(&'a self, approval_id: &'a str) -> StateFuture<'a, bool> {
+        let approval_id = approval_id.to_string();
+        self.run(StateError::StoreUnavailable, move |conn| {
+            let changed = conn.execute(
+                "INSERT INTO approval_claims (approval_id, claimed_at_ms) VALUES (?1, ?2) \
+                 ON CONFLICT(approval_id) DO NOTHING",
+                params![approval_id, now_ms()],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+}

@@ -1,0 +1,62 @@
+//! The embedded (SQLite) state store meets the state-store contract.
+
+use std::sync::Arc;
+
+use latchgate_broker::state::{SqliteStateStore, StateError, StateStore, contract};
+use latchgate_core::error::ErrorCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store_meets_the_state_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStateStore::open(&dir.path().join("state.db")).unwrap();
+    contract::run_contract_suite(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn epoch_persists_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    contract::epoch_persists_across_reopen(|| Arc::new(SqliteStateStore::open(&path).unwrap()) as Arc<dyn StateStore>)
+        .await;
+    // And the replay cache survives a restart within its window.
+    let store = SqliteStateStore::open(&path).unwrap();
+    assert!(store.check_and_record_jti("jti-across-restart", 180).await.unwrap());
+    drop(store);
+    let store = SqliteStateStore::open(&path).unwrap();
+    assert!(!store.check_and_record_jti("jti-across-restart", 180).await.unwrap());
+}
+
+#[tokio::test]
+async fn sweep_removes_only_expired_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStateStore::open(&dir.path().join("state.db")).unwrap();
+    store.check_and_record_jti("short", 1).await.unwrap();
+    store.check_and_record_jti("long", 180).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(store.sweep_expired().await.unwrap(), 1);
+    assert!(!store.check_and_record_jti("long", 180).await.unwrap(), "live entry must survive the sweep");
+}
+
+#[test]
+fn state_errors_map_to_their_503_codes() {
+    let cases = [
+        (StateError::ReplayCacheUnavailable("x".into()), ErrorCode::ReplayCacheUnavailable),
+        (StateError::BudgetStoreUnavailable("x".into()), ErrorCode::BudgetStoreUnavailable),
+        (StateError::StoreUnavailable("x".into()), ErrorCode::StoreUnavailable),
+    ];
+    for (error, code) in cases {
+        assert_eq!(error.error_code(), code);
+        assert_eq!(error.code(), code.as_str());
+        assert_eq!(code.http_status(), 503);
+    }
+}
+
+#[tokio::test]
+async fn unopenable_state_database_is_store_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the database file should be cannot be opened as one.
+    let path = dir.path().join("state.db");
+    std::fs::create_dir(&path).unwrap();
+    let err = SqliteStateStore::open(&path).err().unwrap();
+    assert_eq!(err.error_code(), ErrorCode::StoreUnavailable);
+}
