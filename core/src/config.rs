@@ -68,6 +68,8 @@ pub struct Config {
     pub manifests_dir: PathBuf,
     pub policies_dir: PathBuf,
     pub providers_dir: PathBuf,
+    /// seccomp allow-lists and Landlock rule files, one pair per process.
+    pub sandbox_profiles_dir: PathBuf,
     pub confinement: Confinement,
     pub response_schema_enforcement: SchemaEnforcement,
     pub limits: Limits,
@@ -89,6 +91,7 @@ impl Default for Config {
             manifests_dir: "manifests".into(),
             policies_dir: "policies".into(),
             providers_dir: "providers".into(),
+            sandbox_profiles_dir: "sandbox-profiles".into(),
             confinement: Confinement::BestEffort,
             response_schema_enforcement: SchemaEnforcement::Deny,
             limits: Limits::default(),
@@ -314,6 +317,9 @@ impl LoadedConfig {
     }
     pub fn providers_dir(&self) -> PathBuf {
         self.resolve(&self.config.providers_dir)
+    }
+    pub fn sandbox_profiles_dir(&self) -> PathBuf {
+        self.resolve(&self.config.sandbox_profiles_dir)
     }
 
     /// The uid a peer of `role` must have in standalone mode.

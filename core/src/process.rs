@@ -18,6 +18,8 @@ pub struct ChildArgs {
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Confine(#[from] crate::confine::ConfineError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -26,6 +28,7 @@ impl StartError {
     pub fn code(&self) -> &'static str {
         match self {
             StartError::Config(e) => e.code(),
+            StartError::Confine(e) => e.code(),
             StartError::Runtime(_) => "runtime_start_failed",
         }
     }
@@ -59,4 +62,36 @@ pub fn exit_on_error<T, E: std::fmt::Display>(role: Role, result: Result<T, E>, 
             std::process::exit(1);
         }
     }
+}
+
+/// Set by the supervisor in every child it starts (the inherited fd map).
+pub const SUPERVISED_ENV: &str = "LATCHGATE_FDS";
+
+/// Step 1 of confinement, while the process has one thread: become the role's
+/// system user (only when started as root by the supervisor, which prepared
+/// the ownership of the paths), set `no_new_privs`, drop every capability.
+/// Standalone processes are started by systemd under `User=` already.
+pub fn drop_identity(role: Role, cfg: &LoadedConfig) -> Result<(), StartError> {
+    let supervised = std::env::var_os(SUPERVISED_ENV).is_some();
+    let target = if supervised && nix::unistd::geteuid().is_root() && cfg.config.supervisor.drop_privileges {
+        crate::confine::find_system_users()?.and_then(|users| users.identity(role))
+    } else {
+        None
+    };
+    crate::confine::drop_identity(target)?;
+    Ok(())
+}
+
+/// Step 2, still single-threaded: load both profiles and apply Landlock.
+/// The returned sealer applies seccomp (all threads) once set-up is done.
+pub fn restrict_paths(
+    role: Role,
+    cfg: &LoadedConfig,
+    customize: impl FnOnce(&mut crate::confine::SealInputs),
+) -> Result<crate::confine::Sealer, StartError> {
+    let mut inputs = crate::confine::SealInputs::from_config(cfg, cfg.sandbox_profiles_dir());
+    customize(&mut inputs);
+    let mut sealer = crate::confine::Sealer::prepare(role, &inputs)?;
+    sealer.restrict_filesystem_and_network()?;
+    Ok(sealer)
 }

@@ -141,3 +141,13 @@ impl FramedSocket {
         }
     }
 }
+
+/// Adopt a seqpacket fd (inherited, passed over the control socket, or from a
+/// socketpair) as an async socket. Non-blocking is forced here: a blocking fd
+/// would park a runtime worker thread inside `recvmsg`.
+pub fn adopt(fd: std::os::fd::OwnedFd) -> std::io::Result<UnixSeqpacket> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?);
+    fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
+    UnixSeqpacket::try_from(fd)
+}

@@ -11,7 +11,7 @@ use crate::error::IpcError;
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-pub const FDS_ENV: &str = "LATCHGATE_FDS";
+pub const FDS_ENV: &str = latchgate_core::process::SUPERVISED_ENV;
 
 /// Names → fd numbers, parsed from the environment variable (and removed from it).
 pub struct InheritedFds {

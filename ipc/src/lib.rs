@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod channel;
+pub mod child;
 pub mod codec;
 pub mod control;
 pub mod envelope;

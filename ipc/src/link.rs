@@ -26,7 +26,10 @@ use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 /// Sockets for one channel end, as they become available.
 pub enum Source {
     Supervised(mpsc::UnboundedReceiver<UnixSeqpacket>),
+    /// Standalone client end: connect to the server's named socket.
     Named { path: PathBuf, expected_uid: u32 },
+    /// Standalone server end: bound during set-up, before the process seals itself.
+    Listening { listener: UnixSeqpacketListener, expected_uid: u32 },
 }
 
 /// Backoff between connection attempts to a named socket.
@@ -90,6 +93,10 @@ async fn maintain<C: Channel>(
                 Some(sock) => sock,
                 None => return,
             },
+            Source::Listening { .. } => {
+                tracing::error!(channel = %C::KIND, "a client link was given a listening socket");
+                return;
+            }
             Source::Named { path, expected_uid } => match UnixSeqpacket::connect(&*path).await {
                 Ok(sock) => match check_peer_uid(&sock, *expected_uid) {
                     Ok(()) => sock,
@@ -138,7 +145,7 @@ async fn maintain<C: Channel>(
                     },
                 }
             }
-            Source::Named { .. } => client.closed().await,
+            Source::Named { .. } | Source::Listening { .. } => client.closed().await,
         }
         let _ = up.send(false);
         tracing::warn!(channel = %C::KIND, "channel down");
@@ -158,14 +165,10 @@ where
                 tokio::spawn(serve::<C, _, _>(sock, handler.clone()));
             }
         }
-        Source::Named { path, expected_uid } => {
-            let mut listener = match bind_named(&path) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(channel = %C::KIND, error = %e, path = %path.display(), "cannot listen");
-                    return;
-                }
-            };
+        Source::Named { path, .. } => {
+            tracing::error!(channel = %C::KIND, path = %path.display(), "a server link was given a socket to connect to");
+        }
+        Source::Listening { mut listener, expected_uid } => {
             loop {
                 match listener.accept().await {
                     Ok(sock) => match check_peer_uid(&sock, expected_uid) {
@@ -220,6 +223,8 @@ struct Supervised {
 pub struct ControlHandle {
     control: Option<Arc<ControlSocket>>,
     shutdown: watch::Receiver<bool>,
+    /// Standalone: nobody else holds the sender, and a dropped sender would read as "shut down".
+    _standalone: Option<Arc<watch::Sender<bool>>>,
 }
 
 impl ControlHandle {
@@ -250,7 +255,7 @@ impl Endpoints {
                 let control = fds.take_seqpacket("control")?.ok_or_else(|| {
                     IpcError::FdPassing("supervised child started without a control fd".into())
                 })?;
-                let control = Arc::new(ControlSocket::new(UnixSeqpacket::try_from(control)?));
+                let control = Arc::new(ControlSocket::new(crate::frame::adopt(control)?));
                 Some(Supervised { fds, control, routes: HashMap::new() })
             }
             None => None,
@@ -281,14 +286,21 @@ impl Endpoints {
                     .fds
                     .take_seqpacket(kind.name())?
                     .ok_or_else(|| IpcError::FdPassing(format!("no inherited fd for channel {kind}")))?;
-                let _ = tx.send(UnixSeqpacket::try_from(initial)?);
+                let _ = tx.send(crate::frame::adopt(initial)?);
                 sup.routes.insert(kind, tx);
                 Ok(Source::Supervised(rx))
             }
-            None => Ok(Source::Named {
-                path: kind.socket_path(&self.ipc_dir),
-                expected_uid: self.expected_uids.get(&peer).copied().unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
-            }),
+            None => {
+                let path = kind.socket_path(&self.ipc_dir);
+                let expected_uid =
+                    self.expected_uids.get(&peer).copied().unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+                if kind.server() == self.role {
+                    let listener = bind_named(&path)?;
+                    Ok(Source::Listening { listener, expected_uid })
+                } else {
+                    Ok(Source::Named { path, expected_uid })
+                }
+            }
         }
     }
 
@@ -304,7 +316,7 @@ impl Endpoints {
     pub fn start(self) -> ControlHandle {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let Some(sup) = self.supervised else {
-            return ControlHandle { control: None, shutdown };
+            return ControlHandle { control: None, shutdown, _standalone: Some(Arc::new(shutdown_tx)) };
         };
         let control = sup.control.clone();
         let reader = sup.control;
@@ -313,7 +325,7 @@ impl Endpoints {
             loop {
                 match reader.recv().await {
                     Ok(Some((ControlMessage::ReplacePeer { channel }, Some(fd)))) => {
-                        match (routes.get(&channel), UnixSeqpacket::try_from(fd)) {
+                        match (routes.get(&channel), crate::frame::adopt(fd)) {
                             (Some(route), Ok(sock)) => {
                                 tracing::info!(channel = %channel, "peer replaced by supervisor");
                                 let _ = route.send(sock);
@@ -338,7 +350,7 @@ impl Endpoints {
                 }
             }
         });
-        ControlHandle { control: Some(control), shutdown }
+        ControlHandle { control: Some(control), shutdown, _standalone: None }
     }
 }
 

@@ -29,7 +29,17 @@ fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: T) {
 }
 
 fn status(role: Role) -> ProcessStatus {
-    ProcessStatus { role, pid: 42, uid: 1000, ready: true, confinement: vec!["seccomp: enforced".into()] }
+    let confinement = latchgate_core::confine::ConfinementReport {
+        seccomp: latchgate_core::confine::LayerStatus::Enforced,
+        landlock: latchgate_core::confine::LayerStatus::Degraded("no TCP rules".into()),
+        landlock_abi: Some(3),
+        no_new_privs: true,
+        caps_dropped: true,
+        bounding_set_empty: false,
+        uid: 1000,
+        gid: 1000,
+    };
+    ProcessStatus { role, pid: 42, uid: 1000, ready: true, confinement: Some(confinement) }
 }
 
 #[test]

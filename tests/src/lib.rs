@@ -33,6 +33,9 @@ impl Default for GateDir {
 impl GateDir {
     pub fn new() -> GateDir {
         let tmp = tempfile::Builder::new().prefix("lg").tempdir_in("/tmp").expect("temp dir");
+        // Children run as their own users when the tests run as root: let them traverse.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
         GateDir { root: tmp.path().to_path_buf(), _tmp: tmp }
     }
 
@@ -62,7 +65,7 @@ impl GateDir {
         let repo = repo_root();
         let text = format!(
             "{top}\nruntime_dir = \"{run}\"\nstate_dir = \"{root}/state\"\nmanifests_dir = \"{repo}/manifests\"\n\
-             policies_dir = \"{repo}/policies\"\nproviders_dir = \"{repo}/providers\"\n\n[keys]\ndir = \"{root}/keys\"\n\n{extra}\n",
+             policies_dir = \"{repo}/policies\"\nproviders_dir = \"{repo}/providers\"\nsandbox_profiles_dir = \"{repo}/sandbox-profiles\"\n\n[keys]\ndir = \"{root}/keys\"\n\n{extra}\n",
             run = self.run_dir().display(),
             root = self.root.display(),
             repo = repo.display(),
@@ -158,7 +161,13 @@ pub fn children_of(parent: u32) -> HashMap<String, u32> {
             continue;
         }
         if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
-            found.insert(comm.to_string(), pid);
+            // `comm` is cut at 15 bytes; argv[0] has the whole binary name.
+            let name = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .ok()
+                .and_then(|c| c.split(|b| *b == 0).next().map(|a| String::from_utf8_lossy(a).into_owned()))
+                .and_then(|a| a.rsplit('/').next().map(str::to_string))
+                .unwrap_or_else(|| comm.to_string());
+            found.insert(name, pid);
         }
     }
     found

@@ -17,7 +17,16 @@ impl Drop for Processes {
     }
 }
 
+/// What systemd's tmpfiles.d does before the units start: the directories exist.
+fn prepare_dirs(dir: &GateDir) {
+    use std::os::unix::fs::DirBuilderExt;
+    for (sub, mode) in [("run", 0o755), ("ipc", 0o755), ("state", 0o700), ("keys", 0o700)] {
+        std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir.root.join(sub)).unwrap();
+    }
+}
+
 fn start_standalone(dir: &GateDir) -> Processes {
+    prepare_dirs(dir);
     let mut children = Vec::new();
     for name in ["latchgate-signer", "latchgate-executor", "latchgate-broker", "latchgate-front"] {
         let log = std::fs::File::create(dir.log_path(name)).unwrap();
@@ -39,7 +48,6 @@ fn start_standalone(dir: &GateDir) -> Processes {
 async fn standalone_processes_meet_through_named_sockets() {
     let dir = GateDir::new();
     dir.write_config("", &format!("[ipc]\ndir = \"{}/ipc\"\n", dir.root.display()));
-    std::fs::create_dir_all(dir.root.join("ipc")).unwrap();
     let _processes = start_standalone(&dir);
     if let Err(e) = wait_for_status(&dir.client_socket(), "/readyz", 200, Duration::from_secs(60)).await {
         panic!("{e}\nbroker: {}\nfront: {}", dir.log("latchgate-broker"), dir.log("latchgate-front"));
@@ -56,7 +64,6 @@ async fn peer_with_the_wrong_uid_is_refused() {
     let me = nix::unistd::geteuid().as_raw();
     assert_ne!(me, 4242);
     dir.write_config("", &format!("[ipc]\ndir = \"{}/ipc\"\n[ipc.peer_uids]\nfront = 4242\n", dir.root.display()));
-    std::fs::create_dir_all(dir.root.join("ipc")).unwrap();
     let _processes = start_standalone(&dir);
 
     // The front is up (liveness) but cannot reach the broker: readiness fails closed.

@@ -31,6 +31,24 @@ async fn gate_lifecycle_up_fail_closed_recover_and_stop() {
         assert!(children.contains_key(name), "missing {name}; children: {children:?}\n{}", dir.log("gate"));
     }
 
+    // What the kernel enforces on each child: seccomp filter mode, no_new_privs,
+    // no effective capabilities, and (started as root) four distinct uids.
+    let mut uids = std::collections::HashSet::new();
+    for name in CHILDREN {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", children[name])).unwrap();
+        let field = |key: &str| {
+            status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim).unwrap_or_default().to_string()
+        };
+        assert_eq!(field("Seccomp:"), "2", "{name} runs under a seccomp filter");
+        assert_eq!(field("NoNewPrivs:"), "1", "{name} has no_new_privs");
+        assert_eq!(u64::from_str_radix(&field("CapEff:"), 16).unwrap(), 0, "{name} holds no capability");
+        uids.insert(field("Uid:").split_whitespace().next().unwrap_or_default().to_string());
+    }
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(uids.len(), 4, "four distinct uids: {uids:?}");
+        assert!(!uids.contains("0"), "no child runs as root: {uids:?}");
+    }
+
     // Liveness, the unknown-route shape, and plane separation.
     let (status, body) = get(&dir.client_socket(), "/healthz").await.expect("healthz");
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));

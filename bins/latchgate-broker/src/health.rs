@@ -11,8 +11,8 @@ use std::time::Duration;
 /// A peer that does not answer a ping this fast is treated as down.
 const PING_TIMEOUT: Duration = Duration::from_millis(500);
 
-pub fn own_status() -> ProcessStatus {
-    ProcessStatus::current(Role::Broker, true, vec![])
+fn own_status(peers: &Peers) -> ProcessStatus {
+    peers.own.get().cloned().unwrap_or_else(|| ProcessStatus::current(Role::Broker, false, None))
 }
 
 pub async fn report(peers: &Peers) -> HealthReport {
@@ -33,7 +33,7 @@ pub async fn report(peers: &Peers) -> HealthReport {
         Ok(other) => down(Role::Executor, format!("unexpected reply {other:?}")),
         Err(e) => down(Role::Executor, e.code().to_string()),
     };
-    HealthReport { processes: vec![up(own_status()), signer, executor] }
+    HealthReport { processes: vec![up(own_status(peers)), signer, executor] }
 }
 
 fn up(status: ProcessStatus) -> ProcessHealth {

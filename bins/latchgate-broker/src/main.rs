@@ -4,7 +4,9 @@
 
 mod health;
 
+use latchgate_core::confine::Sealer;
 use latchgate_core::process;
+use latchgate_ipc::child::ChildError;
 use latchgate_core::role::Role;
 use latchgate_ipc::link::{ClientLink, Endpoints, serve_link};
 use latchgate_ipc::messages::front_broker::{FrontReply, FrontRequest};
@@ -15,8 +17,10 @@ const ROLE: Role = Role::Broker;
 
 fn main() {
     let cfg = process::exit_on_error(ROLE, process::load_child_config(ROLE), |e| e.code());
+    process::exit_on_error(ROLE, process::drop_identity(ROLE, &cfg), |e| e.code());
+    let sealer = process::exit_on_error(ROLE, process::restrict_paths(ROLE, &cfg, |_| {}), |e| e.code());
     let rt = process::exit_on_error(ROLE, process::runtime(2), |e| e.code());
-    let result = rt.block_on(run(cfg));
+    let result = rt.block_on(run(cfg, sealer));
     process::exit_on_error(ROLE, result, |e| e.code());
 }
 
@@ -24,16 +28,22 @@ fn main() {
 pub struct Peers {
     pub signer: ClientLink<BrokerSigner>,
     pub executor: ClientLink<BrokerExecutor>,
+    /// The broker's own status (its confinement is fixed once sealed).
+    pub own: std::sync::OnceLock<latchgate_ipc::messages::status::ProcessStatus>,
 }
 
-async fn run(cfg: latchgate_core::config::LoadedConfig) -> Result<(), latchgate_ipc::IpcError> {
+async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer) -> Result<(), ChildError> {
     let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
     let from_front = endpoints.source(ChannelKind::FrontBroker)?;
     let peers = Arc::new(Peers {
         signer: ClientLink::spawn(endpoints.source(ChannelKind::BrokerSigner)?),
         executor: ClientLink::spawn(endpoints.source(ChannelKind::BrokerExecutor)?),
+        own: std::sync::OnceLock::new(),
     });
     let control = endpoints.start();
+    let confinement = sealer.restrict_syscalls()?;
+    tracing::info!(confinement = %confinement.summary(), "sealed");
+    let own = latchgate_ipc::messages::status::ProcessStatus::current(ROLE, true, Some(confinement));
 
     let handler_peers = peers.clone();
     tokio::spawn(serve_link::<FrontBroker, _, _>(from_front, move |request| {
@@ -45,7 +55,8 @@ async fn run(cfg: latchgate_core::config::LoadedConfig) -> Result<(), latchgate_
         }
     }));
 
-    control.ready(health::own_status()).await?;
+    let _ = peers.own.set(own.clone());
+    control.ready(own).await?;
     tracing::info!("broker ready");
     latchgate_ipc::link::wait_for_shutdown(&control).await;
     tracing::info!("broker stopping");

@@ -8,6 +8,7 @@ mod reply;
 mod routes;
 mod server;
 
+use latchgate_core::confine::Sealer;
 use latchgate_core::process;
 use latchgate_core::role::Role;
 use latchgate_ipc::link::{ClientLink, Endpoints};
@@ -19,8 +20,10 @@ const ROLE: Role = Role::Front;
 
 fn main() {
     let cfg = process::exit_on_error(ROLE, process::load_child_config(ROLE), |e| e.code());
+    process::exit_on_error(ROLE, process::drop_identity(ROLE, &cfg), |e| e.code());
+    let sealer = process::exit_on_error(ROLE, process::restrict_paths(ROLE, &cfg, |_| {}), |e| e.code());
     let rt = process::exit_on_error(ROLE, process::runtime(2), |e| e.code());
-    let result = rt.block_on(run(cfg));
+    let result = rt.block_on(run(cfg, sealer));
     process::exit_on_error(ROLE, result, |e| e.code());
 }
 
@@ -28,6 +31,8 @@ fn main() {
 enum FrontError {
     #[error(transparent)]
     Ipc(#[from] latchgate_ipc::IpcError),
+    #[error(transparent)]
+    Confine(#[from] latchgate_core::confine::ConfineError),
     #[error("cannot listen on {path}: {source}")]
     Listen { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -36,6 +41,7 @@ impl FrontError {
     fn code(&self) -> &'static str {
         match self {
             FrontError::Ipc(e) => e.code(),
+            FrontError::Confine(e) => e.code(),
             FrontError::Listen { .. } => "listen_failed",
         }
     }
@@ -47,18 +53,20 @@ pub struct FrontState {
     pub broker: ClientLink<FrontBroker>,
 }
 
-async fn run(cfg: latchgate_core::config::LoadedConfig) -> Result<(), FrontError> {
+async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer) -> Result<(), FrontError> {
     let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
     let broker = ClientLink::spawn(endpoints.source(ChannelKind::FrontBroker)?);
     let client_listener = listen::client_socket(&mut endpoints, &cfg)?;
     let admin_listener = listen::admin_socket(&mut endpoints, &cfg)?;
     let control = endpoints.start();
+    let confinement = sealer.restrict_syscalls()?;
+    tracing::info!(confinement = %confinement.summary(), "sealed");
 
     let state = Arc::new(FrontState { cfg, broker });
     tokio::spawn(server::serve(client_listener, server::Plane::Client, state.clone()));
     tokio::spawn(server::serve(admin_listener, server::Plane::Admin, state.clone()));
 
-    control.ready(ProcessStatus::current(ROLE, true, vec![])).await?;
+    control.ready(ProcessStatus::current(ROLE, true, Some(confinement))).await?;
     tracing::info!(client = %state.cfg.client_socket().display(), admin = %state.cfg.admin_socket().display(), "front ready");
     latchgate_ipc::link::wait_for_shutdown(&control).await;
     tracing::info!("front stopping");

@@ -3,7 +3,9 @@
 //! network socket.
 #![forbid(unsafe_code)]
 
+use latchgate_core::confine::Sealer;
 use latchgate_core::process;
+use latchgate_ipc::child::ChildError;
 use latchgate_core::role::Role;
 use latchgate_ipc::link::{Endpoints, serve_link};
 use latchgate_ipc::messages::broker_signer::{SignerReply, SignerRequest};
@@ -15,25 +17,37 @@ const ROLE: Role = Role::Signer;
 
 fn main() {
     let cfg = process::exit_on_error(ROLE, process::load_child_config(ROLE), |e| e.code());
+    process::exit_on_error(ROLE, process::drop_identity(ROLE, &cfg), |e| e.code());
+    let sealer = process::exit_on_error(ROLE, process::restrict_paths(ROLE, &cfg, |_| {}), |e| e.code());
     let rt = process::exit_on_error(ROLE, process::runtime(2), |e| e.code());
-    let result = rt.block_on(run(cfg));
+    let result = rt.block_on(run(cfg, sealer));
     process::exit_on_error(ROLE, result, |e| e.code());
 }
 
-async fn run(cfg: latchgate_core::config::LoadedConfig) -> Result<(), latchgate_ipc::IpcError> {
+async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer) -> Result<(), ChildError> {
     let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
     let from_broker = endpoints.source(ChannelKind::BrokerSigner)?;
     let from_executor = endpoints.source(ChannelKind::ExecutorSigner)?;
     let control = endpoints.start();
+    let confinement = sealer.restrict_syscalls()?;
+    tracing::info!(confinement = %confinement.summary(), "sealed");
+    let status = move || ProcessStatus::current(ROLE, true, Some(confinement.clone()));
+    let (for_broker, for_executor) = (status.clone(), status.clone());
 
-    tokio::spawn(serve_link::<BrokerSigner, _, _>(from_broker, |request| async move {
-        match request {
-            SignerRequest::Ping => SignerReply::Pong(status()),
+    tokio::spawn(serve_link::<BrokerSigner, _, _>(from_broker, move |request| {
+        let status = for_broker();
+        async move {
+            match request {
+                SignerRequest::Ping => SignerReply::Pong(status),
+            }
         }
     }));
-    tokio::spawn(serve_link::<ExecutorSigner, _, _>(from_executor, |request| async move {
-        match request {
-            SecretsRequest::Ping => SecretsReply::Pong(status()),
+    tokio::spawn(serve_link::<ExecutorSigner, _, _>(from_executor, move |request| {
+        let status = for_executor();
+        async move {
+            match request {
+                SecretsRequest::Ping => SecretsReply::Pong(status),
+            }
         }
     }));
 
@@ -42,8 +56,4 @@ async fn run(cfg: latchgate_core::config::LoadedConfig) -> Result<(), latchgate_
     latchgate_ipc::link::wait_for_shutdown(&control).await;
     tracing::info!("signer stopping");
     Ok(())
-}
-
-fn status() -> ProcessStatus {
-    ProcessStatus::current(ROLE, true, vec![])
 }

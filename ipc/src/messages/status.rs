@@ -1,5 +1,6 @@
 //! Health and readiness reported by each process.
 
+use latchgate_core::confine::ConfinementReport;
 use latchgate_core::role::Role;
 use serde::{Deserialize, Serialize};
 
@@ -10,12 +11,12 @@ pub struct ProcessStatus {
     pub pid: u32,
     pub uid: u32,
     pub ready: bool,
-    /// One line per confinement layer, e.g. `seccomp: enforced`.
-    pub confinement: Vec<String>,
+    /// What the kernel enforces on this process; `None` before it sealed itself.
+    pub confinement: Option<ConfinementReport>,
 }
 
 impl ProcessStatus {
-    pub fn current(role: Role, ready: bool, confinement: Vec<String>) -> Self {
+    pub fn current(role: Role, ready: bool, confinement: Option<ConfinementReport>) -> Self {
         ProcessStatus {
             role,
             pid: std::process::id(),

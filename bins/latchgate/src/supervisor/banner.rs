@@ -20,11 +20,10 @@ pub fn print(cfg: &LoadedConfig, children: &[(Role, u32, Option<ProcessStatus>)]
     for (role, pid, status) in children {
         let confinement = status
             .as_ref()
-            .filter(|s| !s.confinement.is_empty())
-            .map(|s| s.confinement.join(", "))
-            .unwrap_or_else(|| "not confined".into());
-        let uid = status.as_ref().map_or(String::from("?"), |s| s.uid.to_string());
-        out.push_str(&format!("  {:<9} pid {:<7} uid {:<6} {confinement}\n", role.as_str(), pid, uid));
+            .and_then(|s| s.confinement.as_ref())
+            .map(|c| c.summary())
+            .unwrap_or_else(|| "NOT CONFINED".into());
+        out.push_str(&format!("  {:<9} pid {:<7} {confinement}\n", role.as_str(), pid));
     }
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());

@@ -11,7 +11,6 @@ use latchgate_ipc::inherit::FDS_ENV;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use tokio_seqpacket::UnixSeqpacket;
 
 /// Fd number of the control socket in every child.
 const CONTROL_FD: i32 = 3;
@@ -45,6 +44,6 @@ pub fn spawn(role: Role, bin_dir: &Path, config: &Path, fds: ChildFds) -> std::i
     // Dropping `command` closes our copies of the child's ends.
     drop(command);
     let pid = child.id().unwrap_or(0);
-    let control = Arc::new(ControlSocket::new(UnixSeqpacket::try_from(ours)?));
+    let control = Arc::new(ControlSocket::new(latchgate_ipc::frame::adopt(ours)?));
     Ok(Spawned { child, pid, control })
 }

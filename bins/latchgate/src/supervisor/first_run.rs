@@ -51,7 +51,8 @@ pub fn ensure_config(path: &Path) -> Result<bool, FirstRunError> {
     let text = TEMPLATE
         .replace("@MANIFESTS_DIR@", &data.join("manifests").display().to_string())
         .replace("@POLICIES_DIR@", &data.join("policies").display().to_string())
-        .replace("@PROVIDERS_DIR@", &data.join("providers").display().to_string());
+        .replace("@PROVIDERS_DIR@", &data.join("providers").display().to_string())
+        .replace("@PROFILES_DIR@", &data.join("sandbox-profiles").display().to_string());
     let write_err = |source| FirstRunError::WriteConfig { path: path.to_path_buf(), source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(write_err)?;

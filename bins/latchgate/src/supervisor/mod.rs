@@ -8,6 +8,7 @@
 mod banner;
 mod child;
 pub mod first_run;
+mod ownership;
 mod wiring;
 
 use latchgate_core::config::LoadedConfig;
@@ -37,6 +38,8 @@ pub enum SupervisorError {
     StartFailed { role: Role, why: String },
     #[error(transparent)]
     FirstRun(#[from] first_run::FirstRunError),
+    #[error(transparent)]
+    Confine(#[from] latchgate_core::confine::ConfineError),
 }
 
 impl SupervisorError {
@@ -46,6 +49,7 @@ impl SupervisorError {
             SupervisorError::Bind { .. } => "listen_failed",
             SupervisorError::StartFailed { .. } => "child_start_failed",
             SupervisorError::FirstRun(e) => e.code(),
+            SupervisorError::Confine(e) => e.code(),
         }
     }
 }
@@ -93,6 +97,9 @@ impl Supervisor {
         };
         let client_listener = bind(cfg.client_socket(), 0o666)?;
         let admin_listener = bind(cfg.admin_socket(), 0o660)?;
+        if nix::unistd::geteuid().is_root() && cfg.config.supervisor.drop_privileges {
+            ownership::prepare(&cfg)?;
+        }
         let (events_tx, events) = mpsc::unbounded_channel();
         Ok(Supervisor {
             cfg,
@@ -168,12 +175,17 @@ impl Supervisor {
         let events = self.events_tx.clone();
         let control = spawned.control.clone();
         tokio::spawn(async move {
-            while let Ok(Some((message, _fd))) = control.recv().await {
-                match message {
-                    ControlMessage::Ready(status) => {
+            loop {
+                match control.recv().await {
+                    Ok(Some((ControlMessage::Ready(status), _))) => {
                         let _ = events.send(Event::Ready { role, generation, status });
                     }
-                    other => tracing::warn!(%role, message = ?other, "unexpected control message from child"),
+                    Ok(Some((other, _))) => tracing::warn!(%role, message = ?other, "unexpected control message from child"),
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(%role, code = e.code(), error = %e, "control channel to child failed");
+                        return;
+                    }
                 }
             }
         });
@@ -235,8 +247,9 @@ impl Supervisor {
                 slot.alive = false;
                 slot.ready = None;
                 slot.failures = if slot.started.elapsed() >= STABLE_AFTER { 1 } else { slot.failures + 1 };
-                let delay = self.restart_delay(slot.failures);
-                tracing::error!(%role, pid = slot.pid, status = %describe(&status), restart_in_ms = delay.as_millis() as u64,
+                let (failures, pid) = (slot.failures, slot.pid);
+                let delay = self.restart_delay(failures);
+                tracing::error!(%role, pid, status = %describe(&status), restart_in_ms = delay.as_millis() as u64,
                     "child died; its routes answer 503 component_unavailable until it is back");
                 let events = self.events_tx.clone();
                 tokio::spawn(async move {

@@ -1,0 +1,38 @@
+//! Started as root, the supervisor makes sure each process's user exists and
+//! owns exactly the paths that process writes: the broker its state dir, the
+//! signer its key dir; the admin socket belongs to the operators group.
+
+use super::SupervisorError;
+use latchgate_core::config::LoadedConfig;
+use latchgate_core::confine::{ProcessIdentity, ensure_system_users};
+use latchgate_core::role::Role;
+use nix::unistd::{Gid, Uid, chown};
+use std::path::Path;
+
+pub fn prepare(cfg: &LoadedConfig) -> Result<(), SupervisorError> {
+    let users = ensure_system_users()?;
+    let owner = |role: Role| users.identity(role).ok_or_else(|| std::io::Error::other(format!("no system user for {role}")));
+    chown_tree(&cfg.state_dir(), owner(Role::Broker)?)?;
+    chown_tree(&cfg.key_dir(), owner(Role::Signer)?)?;
+    chown(&cfg.admin_socket(), None, Some(Gid::from_raw(users.operators_gid))).map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+/// `chown -R` without following symlinks out of the tree.
+fn chown_tree(path: &Path, id: ProcessIdentity) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Some(Uid::from_raw(id.uid)),
+        Some(Gid::from_raw(id.gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(std::io::Error::from)?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), id)?;
+        }
+    }
+    Ok(())
+}
