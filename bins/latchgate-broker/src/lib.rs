@@ -2,4 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod ledger;
+pub mod policy;
 pub mod state;

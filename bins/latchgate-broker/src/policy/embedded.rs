@@ -1,0 +1,176 @@
+//! `EmbeddedRego`: the policy evaluated in-process by regorus (embedded mode).
+//!
+//! The policy and data are parsed and prepared once; each evaluation clones the
+//! prepared engine (copy-on-write data, shared modules) so evaluations never
+//! share mutable interpreter state and can run on several threads at once.
+//! `reload` builds and self-checks a new engine before swapping it in, so a
+//! broken `data.json` never replaces a working policy.
+
+use super::types::{Budgets, PolicyAction, PolicyDecision, PolicyEgress, PolicyInput, TrustVerdict};
+use super::{PolicyEngine, PolicyError};
+use latchgate_core::action::{EgressProfile, RiskLevel};
+use regorus::utils::limits::ExecutionTimerConfig;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The rule every engine evaluates (OPA: `POST /v1/data/latchgate/decision`).
+pub const POLICY_ENTRYPOINT: &str = "data.latchgate.decision";
+
+/// A policy that runs away (a pathological comprehension over a huge data
+/// document) is cut off rather than holding a broker worker.
+const DEFAULT_EVAL_TIMEOUT: Duration = Duration::from_millis(250);
+
+pub struct EmbeddedRego {
+    /// Rego sources (name, text) as loaded; kept to rebuild on a data reload.
+    policies: Vec<(String, String)>,
+    data_path: PathBuf,
+    timeout: Duration,
+    prepared: Mutex<Arc<Prepared>>,
+}
+
+struct Prepared {
+    engine: regorus::Engine,
+    policy_version: String,
+}
+
+impl std::fmt::Debug for EmbeddedRego {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedRego").field("data_path", &self.data_path).finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedRego {
+    /// Load every `*.rego` in `policies_dir` except `*_test.rego`, plus
+    /// `policies_dir/data.json`.
+    pub fn load(policies_dir: &Path) -> Result<EmbeddedRego, PolicyError> {
+        let policies = read_policies(policies_dir)?;
+        let data_path = policies_dir.join("data.json");
+        let data = std::fs::read_to_string(&data_path)
+            .map_err(|e| PolicyError::Load(format!("{}: {e}", data_path.display())))?;
+        Self::from_sources(policies, &data, data_path)
+    }
+
+    /// Build from in-memory sources; `data_path` is where `reload` reads from.
+    pub fn from_sources(
+        policies: Vec<(String, String)>,
+        data_json: &str,
+        data_path: PathBuf,
+    ) -> Result<EmbeddedRego, PolicyError> {
+        let timeout = DEFAULT_EVAL_TIMEOUT;
+        let prepared = prepare(&policies, data_json, timeout)?;
+        Ok(EmbeddedRego { policies, data_path, timeout, prepared: Mutex::new(Arc::new(prepared)) })
+    }
+
+    /// Re-read `data.json` (after `latchgate policy grant|revoke`). On any
+    /// error the loaded policy stays in force.
+    pub fn reload(&self) -> Result<String, PolicyError> {
+        let data = std::fs::read_to_string(&self.data_path)
+            .map_err(|e| PolicyError::Load(format!("{}: {e}", self.data_path.display())))?;
+        self.reload_data(&data)
+    }
+
+    /// Swap in new data given as JSON text; returns the new policy version.
+    pub fn reload_data(&self, data_json: &str) -> Result<String, PolicyError> {
+        let prepared = prepare(&self.policies, data_json, self.timeout)?;
+        let version = prepared.policy_version.clone();
+        *self.prepared.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(prepared);
+        Ok(version)
+    }
+
+    fn current(&self) -> Arc<Prepared> {
+        // The lock only guards an Arc swap; a panic elsewhere cannot leave it half-written.
+        Arc::clone(&self.prepared.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl PolicyEngine for EmbeddedRego {
+    fn evaluate(&self, input: &PolicyInput) -> Result<PolicyDecision, PolicyError> {
+        let prepared = self.current();
+        let mut engine = prepared.engine.clone();
+        let value = eval_decision(&mut engine, input, self.timeout)?;
+        PolicyDecision::from_engine_value(value, input)
+    }
+
+    fn policy_version(&self) -> Option<String> {
+        Some(self.current().policy_version.clone())
+    }
+}
+
+fn read_policies(dir: &Path) -> Result<Vec<(String, String)>, PolicyError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| PolicyError::Load(format!("{}: {e}", dir.display())))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rego"))
+        .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with("_test.rego")))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(PolicyError::Load(format!("{}: no .rego policy", dir.display())));
+    }
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).map_err(|e| PolicyError::Load(format!("{}: {e}", p.display())))?;
+            Ok((p.display().to_string(), text))
+        })
+        .collect()
+}
+
+/// Parse, add data, and evaluate once with a probe input: this prepares the
+/// engine (so clones skip preparation) and proves the policy yields a
+/// well-formed decision before it is put in service.
+fn prepare(policies: &[(String, String)], data_json: &str, timeout: Duration) -> Result<Prepared, PolicyError> {
+    let mut engine = regorus::Engine::new();
+    for (name, text) in policies {
+        engine.add_policy(name.clone(), text.clone()).map_err(|e| PolicyError::Load(format!("{name}: {e}")))?;
+    }
+    let data = regorus::Value::from_json_str(data_json).map_err(|e| PolicyError::Load(format!("data.json: {e}")))?;
+    engine.add_data(data).map_err(|e| PolicyError::Load(format!("data.json: {e}")))?;
+    let probe = probe_input();
+    let value =
+        eval_decision(&mut engine, &probe, timeout).map_err(|e| PolicyError::Load(format!("self-check: {e}")))?;
+    let decision =
+        PolicyDecision::from_engine_value(value, &probe).map_err(|e| PolicyError::Load(format!("self-check: {e}")))?;
+    Ok(Prepared { engine, policy_version: decision.policy_version })
+}
+
+fn eval_decision(
+    engine: &mut regorus::Engine,
+    input: &PolicyInput,
+    timeout: Duration,
+) -> Result<serde_json::Value, PolicyError> {
+    let input_value = serde_json::to_value(input).map_err(|e| PolicyError::Unavailable(format!("input: {e}")))?;
+    engine.set_input(regorus::Value::from(input_value));
+    engine.set_execution_timer_config(ExecutionTimerConfig { limit: timeout, check_interval: NonZeroU32::MIN });
+    let started = std::time::Instant::now();
+    let value = engine.eval_rule(POLICY_ENTRYPOINT.to_owned()).map_err(|e| {
+        if started.elapsed() >= timeout {
+            PolicyError::Timeout(timeout)
+        } else {
+            PolicyError::Unavailable(e.to_string())
+        }
+    })?;
+    if value == regorus::Value::Undefined {
+        return Err(PolicyError::InvalidResponse(format!("{POLICY_ENTRYPOINT} is undefined")));
+    }
+    serde_json::to_value(&value).map_err(|e| PolicyError::InvalidResponse(e.to_string()))
+}
+
+/// A deliberately unprivileged input: the self-check needs a decision, not an allow.
+fn probe_input() -> PolicyInput {
+    PolicyInput {
+        principal: "latchgate-policy-self-check".into(),
+        session_id: "self-check".into(),
+        scopes: vec![],
+        required_scopes: vec![],
+        action: PolicyAction { id: "self-check".into(), version: "0.0.0".into(), risk_level: RiskLevel::Low },
+        trust: TrustVerdict { digest_verified: false },
+        requested_sinks: vec![],
+        requested_secrets: vec![],
+        egress: PolicyEgress { profile: EgressProfile::None, allowed_domains: vec![] },
+        budgets_before: Budgets { calls_used: 0, max_calls: None, cost_used: 0, max_cost: None },
+        unresolved_domains: vec![],
+    }
+}

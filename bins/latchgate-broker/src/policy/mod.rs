@@ -1,0 +1,59 @@
+//! The policy decision point: typed input, typed and checked output, and the
+//! engines behind one trait (embedded regorus now; OPA over HTTP later). The
+//! same `policies/latchgate.rego` runs in both.
+
+mod acl;
+mod embedded;
+mod types;
+
+pub use acl::{AclEditError, AclEntries, grant, read_data_file, revoke, show, update_data_file, write_data_file};
+pub use embedded::{EmbeddedRego, POLICY_ENTRYPOINT};
+pub use types::{Budgets, PolicyAction, PolicyDecision, PolicyEgress, PolicyInput, TrustVerdict};
+
+use latchgate_core::error::ErrorCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The policy or its data could not be loaded or compiled.
+    #[error("policy cannot be loaded: {0}")]
+    Load(String),
+    /// The engine could not evaluate (evaluation error, engine gone).
+    #[error("policy engine unavailable: {0}")]
+    Unavailable(String),
+    #[error("policy evaluation exceeded {0:?}")]
+    Timeout(std::time::Duration),
+    /// The decision is missing, ill-typed or inconsistent.
+    #[error("policy engine returned an invalid decision: {0}")]
+    InvalidResponse(String),
+}
+
+impl PolicyError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            PolicyError::Load(_) => "policy_load_failed",
+            PolicyError::Unavailable(_) => ErrorCode::PolicyEngineUnavailable.as_str(),
+            PolicyError::Timeout(_) => ErrorCode::PolicyEngineTimeout.as_str(),
+            PolicyError::InvalidResponse(_) => ErrorCode::PolicyEngineInvalidResponse.as_str(),
+        }
+    }
+
+    /// What the caller is answered: every policy failure is a 503, never an allow.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            PolicyError::Load(_) | PolicyError::Unavailable(_) => ErrorCode::PolicyEngineUnavailable,
+            PolicyError::Timeout(_) => ErrorCode::PolicyEngineTimeout,
+            PolicyError::InvalidResponse(_) => ErrorCode::PolicyEngineInvalidResponse,
+        }
+    }
+}
+
+/// A policy decision point. Implementations must fail closed: any doubt is an
+/// `Err`, never an allowing decision.
+pub trait PolicyEngine: Send + Sync {
+    fn evaluate(&self, input: &PolicyInput) -> Result<PolicyDecision, PolicyError>;
+
+    /// The policy version of the currently loaded data (for status pages).
+    fn policy_version(&self) -> Option<String> {
+        None
+    }
+}
