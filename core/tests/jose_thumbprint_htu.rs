@@ -20,19 +20,15 @@ const RFC9449_PROOF: &str = "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp
 
 #[test]
 fn rfc9449_example_ec_key_has_the_published_thumbprint() {
-    let jwk = EcPublicJwk::from_value(
-        &json!({"kty": "EC", "crv": "P-256", "x": RFC9449_JWK_X, "y": RFC9449_JWK_Y}),
-    )
-    .unwrap();
+    let jwk =
+        EcPublicJwk::from_value(&json!({"kty": "EC", "crv": "P-256", "x": RFC9449_JWK_X, "y": RFC9449_JWK_Y})).unwrap();
     assert_eq!(jwk.thumbprint(), RFC9449_JKT);
 }
 
 #[test]
 fn rfc9449_example_proof_signature_verifies_with_ring() {
-    let jwk = EcPublicJwk::from_value(
-        &json!({"kty": "EC", "crv": "P-256", "x": RFC9449_JWK_X, "y": RFC9449_JWK_Y}),
-    )
-    .unwrap();
+    let jwk =
+        EcPublicJwk::from_value(&json!({"kty": "EC", "crv": "P-256", "x": RFC9449_JWK_X, "y": RFC9449_JWK_Y})).unwrap();
     let jws = CompactJws::split(RFC9449_PROOF).unwrap();
     assert!(jws.verify_es256(&jwk.uncompressed_point().unwrap()));
 }
@@ -56,18 +52,9 @@ fn rfc9449_example_proof_passes_every_check_before_ath() {
 
 #[test]
 fn htu_scheme_and_host_are_case_normalised_and_default_port_dropped() {
-    assert_eq!(
-        normalize_htu("HTTPS://Server.Example.COM:443/token").unwrap(),
-        "https://server.example.com/token"
-    );
-    assert_eq!(
-        normalize_htu("http://LOCALHOST:80/x").unwrap(),
-        "http://localhost/x"
-    );
-    assert_eq!(
-        normalize_htu("http://localhost:3000/x").unwrap(),
-        "http://localhost:3000/x"
-    );
+    assert_eq!(normalize_htu("HTTPS://Server.Example.COM:443/token").unwrap(), "https://server.example.com/token");
+    assert_eq!(normalize_htu("http://LOCALHOST:80/x").unwrap(), "http://localhost/x");
+    assert_eq!(normalize_htu("http://localhost:3000/x").unwrap(), "http://localhost:3000/x");
 }
 
 #[test]
@@ -80,40 +67,22 @@ fn htu_query_and_fragment_are_ignored() {
 
 #[test]
 fn htu_empty_path_is_slash_and_dot_segments_resolve() {
-    assert_eq!(
-        normalize_htu("https://server.example.com").unwrap(),
-        "https://server.example.com/"
-    );
-    assert_eq!(
-        normalize_htu("https://server.example.com/a/./b/../c").unwrap(),
-        "https://server.example.com/a/c"
-    );
+    assert_eq!(normalize_htu("https://server.example.com").unwrap(), "https://server.example.com/");
+    assert_eq!(normalize_htu("https://server.example.com/a/./b/../c").unwrap(), "https://server.example.com/a/c");
 }
 
 #[test]
 fn htu_percent_encoding_is_normalised_but_path_case_is_kept() {
-    assert_eq!(
-        normalize_htu("https://s.example/a%2fb").unwrap(),
-        "https://s.example/a%2Fb"
-    );
-    assert_eq!(
-        normalize_htu("https://s.example/%7Euser").unwrap(),
-        "https://s.example/~user"
-    );
-    assert_ne!(
-        normalize_htu("https://s.example/Token").unwrap(),
-        normalize_htu("https://s.example/token").unwrap()
-    );
+    assert_eq!(normalize_htu("https://s.example/a%2fb").unwrap(), "https://s.example/a%2Fb");
+    assert_eq!(normalize_htu("https://s.example/%7Euser").unwrap(), "https://s.example/~user");
+    assert_ne!(normalize_htu("https://s.example/Token").unwrap(), normalize_htu("https://s.example/token").unwrap());
 }
 
 #[test]
 fn htu_that_is_not_an_absolute_http_uri_is_refused() {
     assert_eq!(normalize_htu("/v1/leases"), Err(HtuError::NotAbsolute));
     assert_eq!(normalize_htu("ftp://s.example/x"), Err(HtuError::Scheme));
-    assert_eq!(
-        normalize_htu("https://user:pw@s.example/x"),
-        Err(HtuError::UserInfo)
-    );
+    assert_eq!(normalize_htu("https://user:pw@s.example/x"), Err(HtuError::UserInfo));
 }
 
 #[test]
@@ -130,8 +99,22 @@ fn expected_htu_joins_public_base_url_and_path() {
         expected_htu("https://gate.example/prefix", "/v1/leases").unwrap(),
         "https://gate.example/prefix/v1/leases"
     );
-    assert_eq!(
-        expected_htu("http://localhost:3000", "v1/leases"),
-        Err(HtuError::Path)
-    );
+    assert_eq!(expected_htu("http://localhost:3000", "v1/leases"), Err(HtuError::Path));
+}
+
+#[test]
+fn htu_normal_form_is_a_fixed_point() {
+    // The verifier skips normalisation when a proof's htu already equals the
+    // expected normal form; that is only sound if normalising is idempotent.
+    for htu in [
+        "HTTPS://Server.Example.COM:443/token?x#y",
+        "http://localhost:3000/a/./b/../c/%7e%2f%41",
+        "https://s.example/a/.%2E/b",
+        "https://s.example/%2e%2E/x",
+        "http://[::1]:80/p",
+        "https://s.example",
+    ] {
+        let once = normalize_htu(htu).unwrap();
+        assert_eq!(normalize_htu(&once).unwrap(), once, "{htu}");
+    }
 }

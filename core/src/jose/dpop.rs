@@ -140,6 +140,18 @@ pub fn verify_dpop_proof(
     expected_jkt: &str,
     now: i64,
 ) -> Result<DpopClaims, DpopError> {
+    let wanted_htu = normalize_htu(expected_htu).map_err(|_| DpopError::HtuMismatch)?;
+    verify_against_normalized_htu(proof, expected_htm, &wanted_htu, access_token, expected_jkt, now)
+}
+
+fn verify_against_normalized_htu(
+    proof: &str,
+    expected_htm: &str,
+    wanted_htu: &str,
+    access_token: &str,
+    expected_jkt: &str,
+    now: i64,
+) -> Result<DpopClaims, DpopError> {
     if proof.len() > MAX_DPOP_PROOF_BYTES {
         return Err(DpopError::HeaderTooLarge);
     }
@@ -154,8 +166,8 @@ pub fn verify_dpop_proof(
     if header.crit.is_some() {
         return Err(DpopError::CritUnsupported);
     }
-    let jwk = match EcPublicJwk::from_value(header.jwk.as_ref().ok_or(DpopError::JwkMissing)?) {
-        Ok(jwk) => jwk,
+    let (jwk, point) = match EcPublicJwk::from_value_with_point(header.jwk.as_ref().ok_or(DpopError::JwkMissing)?) {
+        Ok(parsed) => parsed,
         Err(JwkError::PrivateKeyMaterial) => return Err(DpopError::JwkPrivate),
         Err(other) => return Err(DpopError::JwkInvalid(other)),
     };
@@ -164,7 +176,6 @@ pub fn verify_dpop_proof(
     if jkt != expected_jkt {
         return Err(DpopError::JktMismatch);
     }
-    let point = jwk.uncompressed_point().map_err(DpopError::JwkInvalid)?;
     if !jws.verify_es256(&point) {
         return Err(DpopError::SignatureInvalid);
     }
@@ -179,9 +190,9 @@ pub fn verify_dpop_proof(
         return Err(DpopError::HtmMismatch);
     }
     let htu = claims.htu.ok_or(DpopError::ClaimMissing("htu"))?;
-    let htu = normalize_htu(&htu).map_err(|_| DpopError::HtuMismatch)?;
-    let wanted_htu = normalize_htu(expected_htu).map_err(|_| DpopError::HtuMismatch)?;
-    if htu != wanted_htu {
+    // The normal form is a fixed point of normalisation, so an exact match
+    // (what well-behaved clients send) needs no parse.
+    if htu != wanted_htu && normalize_htu(&htu).ok().as_deref() != Some(wanted_htu) {
         return Err(DpopError::HtuMismatch);
     }
     let iat = numeric_date(claims.iat.as_ref()).ok_or(DpopError::ClaimMissing("iat"))?;
@@ -195,7 +206,7 @@ pub fn verify_dpop_proof(
     if ath != access_token_hash(access_token) {
         return Err(DpopError::AthMismatch);
     }
-    Ok(DpopClaims { jti, iat, htm, htu, jkt })
+    Ok(DpopClaims { jti, iat, htm, htu: wanted_htu.to_owned(), jkt })
 }
 
 /// RFC 7519 NumericDate: an integer or a fractional number of seconds.
@@ -246,7 +257,7 @@ impl DpopVerifier {
         now: i64,
     ) -> Result<DpopClaims, DpopError> {
         let htu = self.expected_htu(path).map_err(|_| DpopError::HtuMismatch)?;
-        verify_dpop_proof(proof, method, &htu, access_token, expected_jkt, now)
+        verify_against_normalized_htu(proof, method, &htu, access_token, expected_jkt, now)
     }
 }
 

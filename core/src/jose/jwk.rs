@@ -83,6 +83,12 @@ struct EcJwkMembers {
 impl EcPublicJwk {
     /// Parse and validate a JWK given as a JSON value.
     pub fn from_value(value: &serde_json::Value) -> Result<Self, JwkError> {
+        Self::from_value_with_point(value).map(|(jwk, _)| jwk)
+    }
+
+    /// [`EcPublicJwk::from_value`] plus the validated SEC1 point, so a verifier
+    /// on the hot path checks the curve equation once.
+    pub fn from_value_with_point(value: &serde_json::Value) -> Result<(Self, [u8; 65]), JwkError> {
         let members = EcJwkMembers::deserialize(value).map_err(|_| JwkError::Malformed)?;
         if members.d.is_some() {
             return Err(JwkError::PrivateKeyMaterial);
@@ -96,8 +102,8 @@ impl EcPublicJwk {
         let x = members.x.ok_or(JwkError::BadCoordinate("x"))?;
         let y = members.y.ok_or(JwkError::BadCoordinate("y"))?;
         let jwk = EcPublicJwk { kty: "EC".into(), crv: "P-256".into(), x, y };
-        jwk.uncompressed_point()?;
-        Ok(jwk)
+        let point = jwk.uncompressed_point()?;
+        Ok((jwk, point))
     }
 
     /// Build from a SEC1 uncompressed point (`0x04 || x || y`), as `ring` exports it.
