@@ -1,8 +1,8 @@
 //! The agent's DPoP key (P-256) and RFC 9449 proofs signed with it.
 
 use latchgate_core::jose::{
-    EcPublicJwk, EcdsaKeyPair, access_token_hash, es256_key_from_pkcs8, es256_public_jwk,
-    generate_es256_pkcs8, sign_es256_jws,
+    EcPublicJwk, EcdsaKeyPair, access_token_hash, es256_key_from_pkcs8, es256_public_jwk, generate_es256_pkcs8,
+    sign_es256_jws,
 };
 use serde_json::json;
 
@@ -16,9 +16,7 @@ pub struct DpopKey {
 
 impl std::fmt::Debug for DpopKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DpopKey")
-            .field("jkt", &self.jkt)
-            .finish_non_exhaustive()
+        f.debug_struct("DpopKey").field("jkt", &self.jkt).finish_non_exhaustive()
     }
 }
 
@@ -49,20 +47,9 @@ impl DpopKey {
 
     /// A proof for one request, issued now with a fresh UUID `jti`.
     /// `access_token` (the lease, or an operator api key) sets `ath`.
-    pub fn proof(
-        &self,
-        htm: &str,
-        htu: &str,
-        access_token: Option<&str>,
-    ) -> Result<String, ClientError> {
+    pub fn proof(&self, htm: &str, htu: &str, access_token: Option<&str>) -> Result<String, ClientError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        self.proof_at(
-            htm,
-            htu,
-            access_token,
-            now,
-            &uuid::Uuid::new_v4().to_string(),
-        )
+        self.proof_at(htm, htu, access_token, now, &uuid::Uuid::new_v4().to_string())
     }
 
     /// Same as [`DpopKey::proof`] with a chosen `iat` and `jti` (tests, replays).
@@ -95,11 +82,9 @@ mod tests {
         let htu = "http://localhost:3000/v1/actions/echo/execute";
         let proof = key.proof("POST", htu, Some("lease-jwt")).unwrap();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let claims =
-            verify_dpop_proof(&proof, "POST", htu, "lease-jwt", key.thumbprint(), now).unwrap();
+        let claims = verify_dpop_proof(&proof, "POST", htu, "lease-jwt", key.thumbprint(), now).unwrap();
         assert_eq!(claims.jkt, key.thumbprint());
-        let err = verify_dpop_proof(&proof, "POST", htu, "other-lease", key.thumbprint(), now)
-            .unwrap_err();
+        let err = verify_dpop_proof(&proof, "POST", htu, "other-lease", key.thumbprint(), now).unwrap_err();
         assert_eq!(err.deny_reason(), "dpop_ath_mismatch");
     }
 

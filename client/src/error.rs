@@ -3,10 +3,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to {path}: {source}")]
-    Connect {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Connect { path: PathBuf, source: std::io::Error },
     #[error("HTTP exchange failed: {0}")]
     Http(#[from] hyper::Error),
     #[error("invalid request: {0}")]
@@ -16,10 +13,7 @@ pub enum ClientError {
     #[error("DPoP key operation failed: {0}")]
     Key(String),
     #[error("gate answered {status}: {body}")]
-    Api {
-        status: u16,
-        body: serde_json::Value,
-    },
+    Api { status: u16, body: serde_json::Value },
     #[error("unexpected response: {0}")]
     BadResponse(String),
     #[error("no lease yet: call request_lease first")]

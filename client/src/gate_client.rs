@@ -65,30 +65,14 @@ impl GateClient {
     }
 
     /// `POST /v1/leases`; keeps the lease for later calls and returns it.
-    pub async fn request_lease(
-        &mut self,
-        scopes: &[&str],
-        budgets: LeaseBudgets,
-    ) -> Result<Lease, ClientError> {
+    pub async fn request_lease(&mut self, scopes: &[&str], budgets: LeaseBudgets) -> Result<Lease, ClientError> {
         let mut body = json!({"scopes": scopes, "dpop_jwk": self.key.public_jwk().to_value()});
         if budgets != LeaseBudgets::default() {
-            body["budgets"] = serde_json::to_value(&budgets)
-                .map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
+            body["budgets"] = serde_json::to_value(&budgets).map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
         }
-        let response = self
-            .http
-            .request(
-                Method::POST,
-                "/v1/leases",
-                &[],
-                Some(body.to_string().into_bytes()),
-            )
-            .await?;
+        let response = self.http.request(Method::POST, "/v1/leases", &[], Some(body.to_string().into_bytes())).await?;
         if response.status != StatusCode::OK && response.status != StatusCode::CREATED {
-            return Err(ClientError::Api {
-                status: response.status.as_u16(),
-                body: response.json(),
-            });
+            return Err(ClientError::Api { status: response.status.as_u16(), body: response.json() });
         }
         let lease: Lease = serde_json::from_slice(&response.body)
             .map_err(|e| ClientError::BadResponse(format!("lease answer: {e}")))?;
@@ -98,15 +82,9 @@ impl GateClient {
 
     /// `POST /v1/actions/{id}/execute` with `params` as body. Any status is
     /// returned as is so callers can assert refusals.
-    pub async fn execute(
-        &mut self,
-        action_id: &str,
-        params: &Value,
-    ) -> Result<(StatusCode, Value), ClientError> {
+    pub async fn execute(&mut self, action_id: &str, params: &Value) -> Result<(StatusCode, Value), ClientError> {
         let path = format!("/v1/actions/{action_id}/execute");
-        let response = self
-            .authed(Method::POST, &path, Some(params.to_string().into_bytes()))
-            .await?;
+        let response = self.authed(Method::POST, &path, Some(params.to_string().into_bytes())).await?;
         Ok((response.status, response.json()))
     }
 
@@ -130,19 +108,9 @@ impl GateClient {
         body: Option<Vec<u8>>,
     ) -> Result<UdsResponse, ClientError> {
         let lease = self.lease.as_ref().ok_or(ClientError::NoLease)?;
-        let htu = expected_htu(&self.public_base_url, path)
-            .map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
-        let proof = self
-            .key
-            .proof(method.as_str(), &htu, Some(&lease.lease_jwt))?;
+        let htu = expected_htu(&self.public_base_url, path).map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
+        let proof = self.key.proof(method.as_str(), &htu, Some(&lease.lease_jwt))?;
         let authorization = format!("DPoP {}", lease.lease_jwt);
-        self.http
-            .request(
-                method,
-                path,
-                &[("authorization", &authorization), ("dpop", &proof)],
-                body,
-            )
-            .await
+        self.http.request(method, path, &[("authorization", &authorization), ("dpop", &proof)], body).await
     }
 }

@@ -25,9 +25,8 @@ pub struct UdsResponse {
 impl UdsResponse {
     /// The body as JSON; a non-JSON body becomes a JSON string of its text.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&self.body).into_owned())
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&self.body).into_owned()))
     }
 }
 
@@ -39,20 +38,14 @@ pub struct UdsHttp {
 
 impl std::fmt::Debug for UdsHttp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UdsHttp")
-            .field("socket_path", &self.socket_path)
-            .finish_non_exhaustive()
+        f.debug_struct("UdsHttp").field("socket_path", &self.socket_path).finish_non_exhaustive()
     }
 }
 
 impl UdsHttp {
     /// Connect now, so a wrong path fails here rather than on first use.
     pub async fn connect(socket_path: impl AsRef<Path>) -> Result<UdsHttp, ClientError> {
-        let mut client = UdsHttp {
-            socket_path: socket_path.as_ref().to_owned(),
-            sender: None,
-            connections_opened: 0,
-        };
+        let mut client = UdsHttp { socket_path: socket_path.as_ref().to_owned(), sender: None, connections_opened: 0 };
         client.sender = Some(client.open().await?);
         Ok(client)
     }
@@ -65,10 +58,7 @@ impl UdsHttp {
     async fn open(&mut self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
         let stream = UnixStream::connect(&self.socket_path)
             .await
-            .map_err(|source| ClientError::Connect {
-                path: self.socket_path.clone(),
-                source,
-            })?;
+            .map_err(|source| ClientError::Connect { path: self.socket_path.clone(), source })?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
         // The connection future drives the socket; it ends when either side closes.
         tokio::spawn(async move {
@@ -105,10 +95,7 @@ impl UdsHttp {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<UdsResponse, ClientError> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, "localhost");
+        let mut builder = Request::builder().method(method).uri(path).header(header::HOST, "localhost");
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
@@ -117,10 +104,7 @@ impl UdsHttp {
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
         if has_body && !request.headers().contains_key(header::CONTENT_TYPE) {
-            request.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            request.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         let response = self.ready_sender().await?.send_request(request).await?;
         let (parts, body) = response.into_parts();
@@ -129,10 +113,6 @@ impl UdsHttp {
             .await
             .map_err(|_| ClientError::ResponseTooLarge(MAX_RESPONSE_BYTES))?
             .to_bytes();
-        Ok(UdsResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        Ok(UdsResponse { status: parts.status, headers: parts.headers, body })
     }
 }

@@ -5,9 +5,7 @@ mod jose_support;
 
 use jose_support::*;
 use latchgate_core::error::ErrorCode;
-use latchgate_core::jose::{
-    DpopError, DpopVerifier, access_token_hash, b64url_encode, verify_dpop_proof,
-};
+use latchgate_core::jose::{DpopError, DpopVerifier, access_token_hash, b64url_encode, verify_dpop_proof};
 use serde_json::json;
 
 struct Setup {
@@ -51,49 +49,21 @@ fn dpop_verifier_builds_htu_from_public_base_url_not_the_request() {
     let s = setup();
     let verifier = DpopVerifier::new(BASE_URL).unwrap();
     let proof = proof(&s.agent, &s.lease, NOW);
-    verifier
-        .verify(&proof, "POST", EXECUTE_PATH, &s.lease, &s.agent.jkt(), NOW)
-        .unwrap();
-    verifier
-        .verify(
-            &proof,
-            "POST",
-            &format!("{EXECUTE_PATH}?trace=1"),
-            &s.lease,
-            &s.agent.jkt(),
-            NOW,
-        )
-        .unwrap();
-    let err = verifier
-        .verify(
-            &proof,
-            "POST",
-            "/v1/actions/other/execute",
-            &s.lease,
-            &s.agent.jkt(),
-            NOW,
-        )
-        .unwrap_err();
+    verifier.verify(&proof, "POST", EXECUTE_PATH, &s.lease, &s.agent.jkt(), NOW).unwrap();
+    verifier.verify(&proof, "POST", &format!("{EXECUTE_PATH}?trace=1"), &s.lease, &s.agent.jkt(), NOW).unwrap();
+    let err = verifier.verify(&proof, "POST", "/v1/actions/other/execute", &s.lease, &s.agent.jkt(), NOW).unwrap_err();
     assert_eq!(err.deny_reason(), "dpop_htu_mismatch");
     let elsewhere = DpopVerifier::new("https://gate.example").unwrap();
-    let err = elsewhere
-        .verify(&proof, "POST", EXECUTE_PATH, &s.lease, &s.agent.jkt(), NOW)
-        .unwrap_err();
+    let err = elsewhere.verify(&proof, "POST", EXECUTE_PATH, &s.lease, &s.agent.jkt(), NOW).unwrap_err();
     assert_eq!(err.deny_reason(), "dpop_htu_mismatch");
 }
 
 #[test]
 fn proof_for_another_method_is_refused() {
     let s = setup();
-    let proof = s.agent.sign(
-        &proof_header(&s.agent),
-        &proof_claims(&s.lease, "GET", EXECUTE_HTU, NOW),
-    );
+    let proof = s.agent.sign(&proof_header(&s.agent), &proof_claims(&s.lease, "GET", EXECUTE_HTU, NOW));
     refused_with(&s, &proof, "dpop_htm_mismatch");
-    let proof = s.agent.sign(
-        &proof_header(&s.agent),
-        &proof_claims(&s.lease, "post", EXECUTE_HTU, NOW),
-    );
+    let proof = s.agent.sign(&proof_header(&s.agent), &proof_claims(&s.lease, "post", EXECUTE_HTU, NOW));
     refused_with(&s, &proof, "dpop_htm_mismatch");
 }
 
@@ -108,10 +78,7 @@ fn proof_for_another_uri_is_refused() {
         "http://localhost:3000/v1/actions/echo/execute/",
         "/v1/actions/echo/execute",
     ] {
-        let proof = s.agent.sign(
-            &proof_header(&s.agent),
-            &proof_claims(&s.lease, "POST", htu, NOW),
-        );
+        let proof = s.agent.sign(&proof_header(&s.agent), &proof_claims(&s.lease, "POST", htu, NOW));
         refused_with(&s, &proof, "dpop_htu_mismatch");
     }
 }
@@ -124,10 +91,7 @@ fn proof_htu_in_an_equivalent_spelling_is_accepted() {
         "http://localhost:3000/v1/actions/echo/execute?x=1#f",
         "http://localhost:3000/v1/actions/./echo/execute",
     ] {
-        let proof = s.agent.sign(
-            &proof_header(&s.agent),
-            &proof_claims(&s.lease, "POST", htu, NOW),
-        );
+        let proof = s.agent.sign(&proof_header(&s.agent), &proof_claims(&s.lease, "POST", htu, NOW));
         check(&s, &proof).unwrap_or_else(|e| panic!("{htu}: {e}"));
     }
 }
@@ -152,11 +116,7 @@ fn proof_made_for_another_lease_is_refused() {
     let s = setup();
     let mut claims = proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW);
     claims["ath"] = access_token_hash("some-other-lease").into();
-    refused_with(
-        &s,
-        &s.agent.sign(&proof_header(&s.agent), &claims),
-        "dpop_ath_mismatch",
-    );
+    refused_with(&s, &s.agent.sign(&proof_header(&s.agent), &claims), "dpop_ath_mismatch");
 }
 
 #[test]
@@ -164,11 +124,7 @@ fn proof_without_ath_is_refused() {
     let s = setup();
     let mut claims = proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW);
     claims.as_object_mut().unwrap().remove("ath");
-    refused_with(
-        &s,
-        &s.agent.sign(&proof_header(&s.agent), &claims),
-        "dpop_ath_missing",
-    );
+    refused_with(&s, &s.agent.sign(&proof_header(&s.agent), &claims), "dpop_ath_missing");
 }
 
 #[test]
@@ -183,10 +139,7 @@ fn header_jwk_swapped_for_the_leased_key_fails_the_signature() {
     // The thief signs with its own key but claims the leased public key.
     let s = setup();
     let thief = EcKey::generate();
-    let forged = thief.sign(
-        &proof_header(&s.agent),
-        &proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW),
-    );
+    let forged = thief.sign(&proof_header(&s.agent), &proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW));
     refused_with(&s, &forged, "dpop_signature_invalid");
 }
 
@@ -195,11 +148,7 @@ fn unsigned_alg_none_proof_is_refused() {
     let s = setup();
     let mut header = proof_header(&s.agent);
     header["alg"] = "none".into();
-    let proof = assemble(
-        &header,
-        &proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW),
-        b"",
-    );
+    let proof = assemble(&header, &proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW), b"");
     refused_with(&s, &proof, "dpop_alg_not_allowed");
     let proof = proof.trim_end_matches('.').to_owned();
     refused_with(&s, &proof, "dpop_malformed");
@@ -216,12 +165,7 @@ fn hs256_proof_keyed_with_the_public_key_is_refused() {
     let point = s.agent.jwk.uncompressed_point().unwrap();
     let jwk_text = s.agent.jwk.to_value().to_string();
     for secret in [&point[..], jwk_text.as_bytes(), s.agent.jwk.x.as_bytes()] {
-        let proof = jsonwebtoken::encode(
-            &header,
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(secret),
-        )
-        .unwrap();
+        let proof = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap();
         refused_with(&s, &proof, "dpop_alg_not_allowed");
     }
 }
@@ -230,9 +174,7 @@ fn hs256_proof_keyed_with_the_public_key_is_refused() {
 fn any_alg_other_than_es256_is_refused() {
     let s = setup();
     let claims = proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW);
-    for alg in [
-        "RS256", "PS256", "ES384", "ES512", "EdDSA", "es256", "ES256 ", "",
-    ] {
+    for alg in ["RS256", "PS256", "ES384", "ES512", "EdDSA", "es256", "ES256 ", ""] {
         let mut header = proof_header(&s.agent);
         header["alg"] = alg.into();
         // A genuine ES256 signature over the altered header: only alg is wrong.
@@ -259,9 +201,7 @@ fn proof_jwk_with_private_key_is_refused() {
     let s = setup();
     let mut header = proof_header(&s.agent);
     header["jwk"]["d"] = b64url_encode([1u8; 32]).into();
-    let proof = s
-        .agent
-        .sign(&header, &proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW));
+    let proof = s.agent.sign(&header, &proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW));
     refused_with(&s, &proof, "dpop_jwk_private");
 }
 
@@ -296,16 +236,8 @@ fn der_encoded_or_truncated_signature_is_refused() {
     let s = setup();
     let good = proof(&s.agent, &s.lease, NOW);
     let (input, _) = good.rsplit_once('.').unwrap();
-    refused_with(
-        &s,
-        &format!("{input}.{}", b64url_encode([0x30u8; 70])),
-        "dpop_signature_invalid",
-    );
-    refused_with(
-        &s,
-        &format!("{input}.{}", b64url_encode([7u8; 63])),
-        "dpop_signature_invalid",
-    );
+    refused_with(&s, &format!("{input}.{}", b64url_encode([0x30u8; 70])), "dpop_signature_invalid");
+    refused_with(&s, &format!("{input}.{}", b64url_encode([7u8; 63])), "dpop_signature_invalid");
 }
 
 #[test]
@@ -313,9 +245,7 @@ fn oversized_proof_is_refused_before_parsing() {
     let s = setup();
     let mut header = proof_header(&s.agent);
     header["padding"] = "A".repeat(5000).into();
-    let proof = s
-        .agent
-        .sign(&header, &proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW));
+    let proof = s.agent.sign(&header, &proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW));
     refused_with(&s, &proof, "dpop_header_too_large");
     refused_with(&s, &"x".repeat(64 * 1024), "dpop_header_too_large");
 }
@@ -327,8 +257,7 @@ fn proof_with_critical_extension_is_refused() {
     header["crit"] = json!(["exp"]);
     refused_with(
         &s,
-        &s.agent
-            .sign(&header, &proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW)),
+        &s.agent.sign(&header, &proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW)),
         "dpop_crit_unsupported",
     );
 }
@@ -336,46 +265,24 @@ fn proof_with_critical_extension_is_refused() {
 #[test]
 fn proof_without_usable_jti_is_refused() {
     let s = setup();
-    for jti in [
-        json!(null),
-        json!(""),
-        json!("a".repeat(129)),
-        json!("has space"),
-        json!(42),
-    ] {
+    for jti in [json!(null), json!(""), json!("a".repeat(129)), json!("has space"), json!(42)] {
         let mut claims = proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW);
         claims["jti"] = jti.clone();
         let err = check(&s, &s.agent.sign(&proof_header(&s.agent), &claims)).unwrap_err();
         assert!(
-            matches!(
-                err.deny_reason(),
-                "dpop_jti_invalid" | "dpop_claim_missing" | "dpop_malformed"
-            ),
+            matches!(err.deny_reason(), "dpop_jti_invalid" | "dpop_claim_missing" | "dpop_malformed"),
             "{jti}: {err}"
         );
     }
     let mut claims = proof_claims(&s.lease, "POST", EXECUTE_HTU, NOW);
     claims.as_object_mut().unwrap().remove("jti");
-    refused_with(
-        &s,
-        &s.agent.sign(&proof_header(&s.agent), &claims),
-        "dpop_claim_missing",
-    );
+    refused_with(&s, &s.agent.sign(&proof_header(&s.agent), &claims), "dpop_claim_missing");
 }
 
 #[test]
 fn garbage_is_refused_as_malformed() {
     let s = setup();
-    for junk in [
-        "",
-        "a",
-        "a.b",
-        "a.b.c",
-        "e30.e30.",
-        "e30=.e30.AA",
-        "....",
-        "eyJ.eyJ.eyJ",
-    ] {
+    for junk in ["", "a", "a.b", "a.b.c", "e30.e30.", "e30=.e30.AA", "....", "eyJ.eyJ.eyJ"] {
         refused_with(&s, junk, "dpop_malformed");
     }
 }

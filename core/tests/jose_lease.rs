@@ -6,8 +6,8 @@ mod jose_support;
 use jose_support::*;
 use latchgate_core::error::ErrorCode;
 use latchgate_core::jose::{
-    EcSigningJwk, JwkError, LEASE_MAX_TTL_SECONDS, LeaseError, LeaseJwks, LeaseVerifier,
-    b64url_encode, lease::MAX_LEASE_BYTES,
+    EcSigningJwk, JwkError, LEASE_MAX_TTL_SECONDS, LeaseError, LeaseJwks, LeaseVerifier, b64url_encode,
+    lease::MAX_LEASE_BYTES,
 };
 use serde_json::{Value, json};
 
@@ -56,10 +56,7 @@ fn lease_signed_by_an_unknown_key_is_refused() {
     assert_eq!(err.code(), "invalid_lease");
     // Same lease re-headed with the gate's kid: the signature gives it away.
     let claims = serde_json::to_value(rogue.claims("jkt", NOW)).unwrap();
-    let forged = rogue.key.sign(
-        &json!({"alg": "ES256", "typ": "JWT", "kid": gate.kid()}),
-        &claims,
-    );
+    let forged = rogue.key.sign(&json!({"alg": "ES256", "typ": "JWT", "kid": gate.kid()}), &claims);
     refused_with(&gate.verifier(), &forged, NOW, "lease_signature_invalid");
 }
 
@@ -67,9 +64,7 @@ fn lease_signed_by_an_unknown_key_is_refused() {
 fn lease_without_kid_is_refused() {
     let issuer = Issuer::new();
     let claims = serde_json::to_value(issuer.claims("jkt", NOW)).unwrap();
-    let lease = issuer
-        .key
-        .sign(&json!({"alg": "ES256", "typ": "JWT"}), &claims);
+    let lease = issuer.key.sign(&json!({"alg": "ES256", "typ": "JWT"}), &claims);
     refused_with(&issuer.verifier(), &lease, NOW, "lease_kid_missing");
 }
 
@@ -82,12 +77,7 @@ fn tampered_lease_payload_is_refused() {
     claims["scopes"] = json!(["admin"]);
     claims["scope"] = "admin".into();
     parts[1] = b64url_encode(claims.to_string());
-    refused_with(
-        &issuer.verifier(),
-        &parts.join("."),
-        NOW,
-        "lease_signature_invalid",
-    );
+    refused_with(&issuer.verifier(), &parts.join("."), NOW, "lease_signature_invalid");
 }
 
 #[test]
@@ -99,12 +89,7 @@ fn lease_with_alg_none_or_hs256_is_refused() {
     let point = issuer.key.jwk.uncompressed_point().unwrap();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some(issuer.kid());
-    let hs = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(&point),
-    )
-    .unwrap();
+    let hs = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(&point)).unwrap();
     refused_with(&issuer.verifier(), &hs, NOW, "lease_alg_not_allowed");
 }
 
@@ -112,10 +97,7 @@ fn lease_with_alg_none_or_hs256_is_refused() {
 fn dpop_proof_presented_as_a_lease_is_refused() {
     let issuer = Issuer::new();
     let claims = serde_json::to_value(issuer.claims("jkt", NOW)).unwrap();
-    let lease = issuer.key.sign(
-        &json!({"alg": "ES256", "typ": "dpop+jwt", "kid": issuer.kid()}),
-        &claims,
-    );
+    let lease = issuer.key.sign(&json!({"alg": "ES256", "typ": "dpop+jwt", "kid": issuer.kid()}), &claims);
     refused_with(&issuer.verifier(), &lease, NOW, "lease_typ_invalid");
 }
 
@@ -129,64 +111,31 @@ fn signed_with(issuer: &Issuer, edit: impl FnOnce(&mut Value)) -> String {
 fn lease_for_another_issuer_or_audience_is_refused() {
     let issuer = Issuer::new();
     let v = issuer.verifier();
-    refused_with(
-        &v,
-        &signed_with(&issuer, |c| c["iss"] = "someone-else".into()),
-        NOW,
-        "lease_iss_mismatch",
-    );
-    refused_with(
-        &v,
-        &signed_with(&issuer, |c| c["aud"] = "other-api".into()),
-        NOW,
-        "lease_aud_mismatch",
-    );
-    refused_with(
-        &v,
-        &signed_with(&issuer, |c| c["aud"] = json!(["a", "b"])),
-        NOW,
-        "lease_aud_mismatch",
-    );
-    v.verify(
-        &signed_with(&issuer, |c| c["aud"] = json!(["x", "latchgate"])),
-        NOW,
-    )
-    .unwrap();
+    refused_with(&v, &signed_with(&issuer, |c| c["iss"] = "someone-else".into()), NOW, "lease_iss_mismatch");
+    refused_with(&v, &signed_with(&issuer, |c| c["aud"] = "other-api".into()), NOW, "lease_aud_mismatch");
+    refused_with(&v, &signed_with(&issuer, |c| c["aud"] = json!(["a", "b"])), NOW, "lease_aud_mismatch");
+    v.verify(&signed_with(&issuer, |c| c["aud"] = json!(["x", "latchgate"])), NOW).unwrap();
 }
 
 #[test]
 fn lease_not_yet_valid_or_issued_in_the_future_is_refused() {
     let issuer = Issuer::new();
     let v = issuer.verifier();
-    refused_with(
-        &v,
-        &signed_with(&issuer, |c| c["nbf"] = (NOW + 60).into()),
-        NOW,
-        "lease_not_yet_valid",
-    );
-    refused_with(
-        &v,
-        &signed_with(&issuer, |c| c["iat"] = (NOW + 60).into()),
-        NOW,
-        "lease_iat_future",
-    );
+    refused_with(&v, &signed_with(&issuer, |c| c["nbf"] = (NOW + 60).into()), NOW, "lease_not_yet_valid");
+    refused_with(&v, &signed_with(&issuer, |c| c["iat"] = (NOW + 60).into()), NOW, "lease_iat_future");
 }
 
 #[test]
 fn lease_living_longer_than_the_maximum_is_refused() {
     let issuer = Issuer::new();
-    let lease = signed_with(&issuer, |c| {
-        c["exp"] = (NOW + LEASE_MAX_TTL_SECONDS as i64 + 1).into()
-    });
+    let lease = signed_with(&issuer, |c| c["exp"] = (NOW + LEASE_MAX_TTL_SECONDS as i64 + 1).into());
     refused_with(&issuer.verifier(), &lease, NOW, "lease_lifetime_too_long");
 }
 
 #[test]
 fn lease_missing_a_required_claim_is_refused() {
     let issuer = Issuer::new();
-    for claim in [
-        "sub", "jti", "iat", "nbf", "exp", "scope", "scopes", "cnf", "sid", "epoch", "iss", "aud",
-    ] {
+    for claim in ["sub", "jti", "iat", "nbf", "exp", "scope", "scopes", "cnf", "sid", "epoch", "iss", "aud"] {
         let lease = signed_with(&issuer, |c| {
             c.as_object_mut().unwrap().remove(claim);
         });
@@ -206,9 +155,7 @@ fn lease_whose_scope_and_scopes_disagree_is_refused() {
 #[test]
 fn oversized_lease_is_refused_before_parsing() {
     let issuer = Issuer::new();
-    let lease = signed_with(&issuer, |c| {
-        c["padding"] = "A".repeat(MAX_LEASE_BYTES).into()
-    });
+    let lease = signed_with(&issuer, |c| c["padding"] = "A".repeat(MAX_LEASE_BYTES).into());
     refused_with(&issuer.verifier(), &lease, NOW, "lease_too_large");
 }
 
@@ -216,12 +163,8 @@ fn oversized_lease_is_refused_before_parsing() {
 fn verifier_holds_several_keys_during_rotation() {
     let old = Issuer::new();
     let new = Issuer::new();
-    let jwks: LeaseJwks = latchgate_core::jose::Jwks {
-        keys: vec![
-            EcSigningJwk::new(&new.key.jwk),
-            EcSigningJwk::new(&old.key.jwk),
-        ],
-    };
+    let jwks: LeaseJwks =
+        latchgate_core::jose::Jwks { keys: vec![EcSigningJwk::new(&new.key.jwk), EcSigningJwk::new(&old.key.jwk)] };
     let v = LeaseVerifier::from_jwks(&jwks).unwrap();
     v.verify(&old.lease("jkt", NOW), NOW).unwrap();
     v.verify(&new.lease("jkt", NOW), NOW).unwrap();
@@ -234,10 +177,7 @@ fn jwks_entry_whose_kid_is_not_its_thumbprint_is_refused() {
     let mut entry = EcSigningJwk::new(&issuer.key.jwk);
     entry.kid = "chosen-by-attacker".into();
     let jwks: LeaseJwks = latchgate_core::jose::Jwks { keys: vec![entry] };
-    assert_eq!(
-        LeaseVerifier::from_jwks(&jwks).unwrap_err(),
-        JwkError::KidMismatch
-    );
+    assert_eq!(LeaseVerifier::from_jwks(&jwks).unwrap_err(), JwkError::KidMismatch);
 }
 
 #[test]

@@ -22,9 +22,8 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{Signer, SigningKey};
 use latchgate_core::jose::{
-    EcPublicJwk, EcSigningJwk, EcdsaKeyPair, Jwks, LeaseClaims, LeaseJwks, OkpSigningJwk,
-    ReceiptJwks, ed25519_kid, es256_key_from_pkcs8, es256_public_jwk, generate_es256_pkcs8,
-    sign_es256_jws,
+    EcPublicJwk, EcSigningJwk, EcdsaKeyPair, Jwks, LeaseClaims, LeaseJwks, OkpSigningJwk, ReceiptJwks, ed25519_kid,
+    es256_key_from_pkcs8, es256_public_jwk, generate_es256_pkcs8, sign_es256_jws,
 };
 use zeroize::Zeroizing;
 
@@ -42,25 +41,13 @@ pub enum KeyStoreError {
     #[error(
         "{kind} {path} has mode {mode:04o}: group and other must have no access; fix with `chmod {wanted:o} {path}`"
     )]
-    InsecurePermissions {
-        kind: &'static str,
-        path: PathBuf,
-        mode: u32,
-        wanted: u32,
-    },
+    InsecurePermissions { kind: &'static str, path: PathBuf, mode: u32, wanted: u32 },
     #[error("{path} is not a regular {expected} (symlinks are refused)")]
-    WrongFileType {
-        path: PathBuf,
-        expected: &'static str,
-    },
+    WrongFileType { path: PathBuf, expected: &'static str },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path} does not hold a valid {what} key: {reason}")]
-    CorruptKey {
-        path: PathBuf,
-        what: &'static str,
-        reason: String,
-    },
+    CorruptKey { path: PathBuf, what: &'static str, reason: String },
     #[error("{path} is not a valid receipt key history: {reason}")]
     CorruptHistory { path: PathBuf, reason: String },
     #[error("lease signing failed: {0}")]
@@ -81,10 +68,7 @@ impl KeyStoreError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KeyStoreError + '_ {
-    move |source| KeyStoreError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| KeyStoreError::Io { path: path.to_owned(), source }
 }
 
 /// The signer's keys. Private halves stay inside; `Debug` shows key ids only.
@@ -118,14 +102,10 @@ impl KeyStore {
 
         let lease_path = key_dir.join(LEASE_KEY_FILE);
         let lease_pkcs8 = load_or_create_key_file(&lease_path, || {
-            generate_es256_pkcs8()
-                .map(Zeroizing::new)
-                .map_err(|_| KeyStoreError::Signing("P-256 key generation"))
+            generate_es256_pkcs8().map(Zeroizing::new).map_err(|_| KeyStoreError::Signing("P-256 key generation"))
         })?;
-        let lease_key = es256_key_from_pkcs8(&lease_pkcs8)
-            .map_err(|e| corrupt(&lease_path, "P-256 lease", e))?;
-        let lease_jwk =
-            es256_public_jwk(&lease_key).map_err(|e| corrupt(&lease_path, "P-256 lease", e))?;
+        let lease_key = es256_key_from_pkcs8(&lease_pkcs8).map_err(|e| corrupt(&lease_path, "P-256 lease", e))?;
+        let lease_jwk = es256_public_jwk(&lease_key).map_err(|e| corrupt(&lease_path, "P-256 lease", e))?;
         let lease_kid = lease_jwk.thumbprint();
 
         let grant_path = key_dir.join(GRANT_KEY_FILE);
@@ -133,8 +113,7 @@ impl KeyStore {
         let receipt_path = key_dir.join(RECEIPT_KEY_FILE);
         let receipt_key = load_or_create_ed25519(&receipt_path, "Ed25519 receipt")?;
 
-        let receipt_history =
-            sync_receipt_history(&key_dir.join(RECEIPT_KEY_HISTORY_FILE), &receipt_key)?;
+        let receipt_history = sync_receipt_history(&key_dir.join(RECEIPT_KEY_HISTORY_FILE), &receipt_key)?;
         Ok(KeyStore {
             lease_key,
             lease_jwk,
@@ -149,35 +128,24 @@ impl KeyStore {
 
     /// A lease JWT (`alg` ES256, `typ` JWT, `kid` = the lease key's thumbprint).
     pub fn sign_lease(&self, claims: &LeaseClaims) -> Result<String, KeyStoreError> {
-        let header =
-            serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": self.lease_kid}).to_string();
-        let claims = serde_json::to_string(claims)
-            .map_err(|_| KeyStoreError::Signing("claims serialisation"))?;
-        sign_es256_jws(&header, &claims, &self.lease_key)
-            .map_err(|e| KeyStoreError::Signing(e.code()))
+        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": self.lease_kid}).to_string();
+        let claims = serde_json::to_string(claims).map_err(|_| KeyStoreError::Signing("claims serialisation"))?;
+        sign_es256_jws(&header, &claims, &self.lease_key).map_err(|e| KeyStoreError::Signing(e.code()))
     }
 
     /// Ed25519 signature over `message` (the JCS bytes of a grant) and the grant kid.
     pub fn sign_grant(&self, message: &[u8]) -> (String, [u8; 64]) {
-        (
-            self.grant_kid.clone(),
-            self.grant_key.sign(message).to_bytes(),
-        )
+        (self.grant_kid.clone(), self.grant_key.sign(message).to_bytes())
     }
 
     /// Ed25519 signature over `message` (the JCS bytes of a receipt) and the receipt kid.
     pub fn sign_receipt(&self, message: &[u8]) -> (String, [u8; 64]) {
-        (
-            self.receipt_kid.clone(),
-            self.receipt_key.sign(message).to_bytes(),
-        )
+        (self.receipt_kid.clone(), self.receipt_key.sign(message).to_bytes())
     }
 
     /// `/.well-known/jwks.json`: the lease verification key(s).
     pub fn lease_jwks(&self) -> LeaseJwks {
-        Jwks {
-            keys: vec![EcSigningJwk::new(&self.lease_jwk)],
-        }
+        Jwks { keys: vec![EcSigningJwk::new(&self.lease_jwk)] }
     }
 
     pub fn lease_kid(&self) -> &str {
@@ -208,19 +176,13 @@ impl KeyStore {
 }
 
 fn corrupt(path: &Path, what: &'static str, reason: impl fmt::Display) -> KeyStoreError {
-    KeyStoreError::CorruptKey {
-        path: path.to_owned(),
-        what,
-        reason: reason.to_string(),
-    }
+    KeyStoreError::CorruptKey { path: path.to_owned(), what, reason: reason.to_string() }
 }
 
 fn load_or_create_ed25519(path: &Path, what: &'static str) -> Result<SigningKey, KeyStoreError> {
     let pkcs8 = load_or_create_key_file(path, || {
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let doc = key
-            .to_pkcs8_der()
-            .map_err(|_| KeyStoreError::Signing("Ed25519 key encoding"))?;
+        let doc = key.to_pkcs8_der().map_err(|_| KeyStoreError::Signing("Ed25519 key encoding"))?;
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
     })?;
     SigningKey::from_pkcs8_der(&pkcs8).map_err(|e| corrupt(path, what, e))
@@ -245,27 +207,14 @@ fn ensure_private_dir(dir: &Path) -> Result<(), KeyStoreError> {
     }
     let meta = fs::symlink_metadata(dir).map_err(io_err(dir))?;
     if !meta.file_type().is_dir() {
-        return Err(KeyStoreError::WrongFileType {
-            path: dir.to_owned(),
-            expected: "directory",
-        });
+        return Err(KeyStoreError::WrongFileType { path: dir.to_owned(), expected: "directory" });
     }
     check_mode(dir, "key directory", meta.mode(), 0o700)
 }
 
-fn check_mode(
-    path: &Path,
-    kind: &'static str,
-    mode: u32,
-    wanted: u32,
-) -> Result<(), KeyStoreError> {
+fn check_mode(path: &Path, kind: &'static str, mode: u32, wanted: u32) -> Result<(), KeyStoreError> {
     if mode & 0o077 != 0 {
-        return Err(KeyStoreError::InsecurePermissions {
-            kind,
-            path: path.to_owned(),
-            mode: mode & 0o7777,
-            wanted,
-        });
+        return Err(KeyStoreError::InsecurePermissions { kind, path: path.to_owned(), mode: mode & 0o7777, wanted });
     }
     Ok(())
 }
@@ -293,39 +242,26 @@ fn load_or_create_key_file(
 /// Open without following symlinks, then check type and mode on the open
 /// file itself so the check and the read concern the same inode.
 fn read_private_file(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(nix::libc::ELOOP) {
-                KeyStoreError::WrongFileType {
-                    path: path.to_owned(),
-                    expected: "file",
+    let file =
+        OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC).open(path).map_err(
+            |e| {
+                if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                    KeyStoreError::WrongFileType { path: path.to_owned(), expected: "file" }
+                } else {
+                    io_err(path)(e)
                 }
-            } else {
-                io_err(path)(e)
-            }
-        })?;
+            },
+        )?;
     let meta = file.metadata().map_err(io_err(path))?;
     if !meta.file_type().is_file() {
-        return Err(KeyStoreError::WrongFileType {
-            path: path.to_owned(),
-            expected: "file",
-        });
+        return Err(KeyStoreError::WrongFileType { path: path.to_owned(), expected: "file" });
     }
     check_mode(path, "key file", meta.mode(), 0o600)?;
     if meta.len() > max {
-        return Err(corrupt(
-            path,
-            "private",
-            format!("file is {} bytes, more than {max}", meta.len()),
-        ));
+        return Err(corrupt(path, "private", format!("file is {} bytes, more than {max}", meta.len())));
     }
     let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err(path))?;
+    file.take(max + 1).read_to_end(&mut bytes).map_err(io_err(path))?;
     Ok(bytes)
 }
 
@@ -367,21 +303,13 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
 }
 
 fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp"))
 }
 
 fn sync_parent(path: &Path) -> Result<(), KeyStoreError> {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    File::open(parent)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(parent))
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(parent).and_then(|d| d.sync_all()).map_err(io_err(parent))
 }
 
 /// Make sure the current receipt key heads the history; older keys stay so
@@ -389,31 +317,24 @@ fn sync_parent(path: &Path) -> Result<(), KeyStoreError> {
 fn sync_receipt_history(path: &Path, current: &SigningKey) -> Result<ReceiptJwks, KeyStoreError> {
     let current = OkpSigningJwk::new(current.verifying_key().as_bytes());
     let mut history: ReceiptJwks = match read_private_file(path, MAX_HISTORY_FILE_BYTES) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| KeyStoreError::CorruptHistory {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?,
-        Err(KeyStoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            Jwks::default()
-        }
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| KeyStoreError::CorruptHistory { path: path.to_owned(), reason: e.to_string() })?,
+        Err(KeyStoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Jwks::default(),
         Err(e) => return Err(e),
     };
     for key in &history.keys {
-        key.public_key()
-            .map_err(|e| KeyStoreError::CorruptHistory {
-                path: path.to_owned(),
-                reason: format!("{}: {e}", key.kid),
-            })?;
+        key.public_key().map_err(|e| KeyStoreError::CorruptHistory {
+            path: path.to_owned(),
+            reason: format!("{}: {e}", key.kid),
+        })?;
     }
     if history.keys.first() == Some(&current) {
         return Ok(history);
     }
     history.keys.retain(|k| k.kid != current.kid);
     history.keys.insert(0, current);
-    let bytes = serde_json::to_vec_pretty(&history).map_err(|e| KeyStoreError::CorruptHistory {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let bytes = serde_json::to_vec_pretty(&history)
+        .map_err(|e| KeyStoreError::CorruptHistory { path: path.to_owned(), reason: e.to_string() })?;
     replace_file(path, &bytes)?;
     Ok(history)
 }
@@ -434,13 +355,9 @@ mod tests {
     impl Scratch {
         fn new() -> Scratch {
             static COUNTER: AtomicU32 = AtomicU32::new(0);
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos();
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let dir =
-                std::env::temp_dir().join(format!("lg-keys-{}-{n}-{nanos}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!("lg-keys-{}-{n}-{nanos}", std::process::id()));
             fs::create_dir_all(&dir).unwrap();
             Scratch(dir)
         }
@@ -481,12 +398,7 @@ mod tests {
         let scratch = Scratch::new();
         KeyStore::load_or_generate(&scratch.keys()).unwrap();
         assert_eq!(mode(&scratch.keys()), 0o700);
-        for file in [
-            LEASE_KEY_FILE,
-            GRANT_KEY_FILE,
-            RECEIPT_KEY_FILE,
-            RECEIPT_KEY_HISTORY_FILE,
-        ] {
+        for file in [LEASE_KEY_FILE, GRANT_KEY_FILE, RECEIPT_KEY_FILE, RECEIPT_KEY_HISTORY_FILE] {
             assert_eq!(mode(&scratch.keys().join(file)), 0o600, "{file}");
         }
         let leftovers: Vec<_> = fs::read_dir(scratch.keys())
@@ -594,40 +506,19 @@ mod tests {
 
         let (kid, sig) = store.sign_grant(b"grant bytes");
         assert_eq!(kid, store.grant_kid());
-        assert_eq!(
-            store.grant_jwk().public_key().unwrap(),
-            store.grant_public_key()
-        );
+        assert_eq!(store.grant_jwk().public_key().unwrap(), store.grant_public_key());
         let grant_key = VerifyingKey::from_bytes(&store.grant_public_key()).unwrap();
-        grant_key
-            .verify(b"grant bytes", &Signature::from_bytes(&sig))
-            .unwrap();
-        assert!(
-            grant_key
-                .verify(b"other bytes", &Signature::from_bytes(&sig))
-                .is_err()
-        );
+        grant_key.verify(b"grant bytes", &Signature::from_bytes(&sig)).unwrap();
+        assert!(grant_key.verify(b"other bytes", &Signature::from_bytes(&sig)).is_err());
 
         let (kid, sig) = store.sign_receipt(b"receipt bytes");
-        let published = store
-            .receipt_jwks()
-            .keys
-            .into_iter()
-            .find(|k| k.kid == kid)
-            .unwrap();
+        let published = store.receipt_jwks().keys.into_iter().find(|k| k.kid == kid).unwrap();
         let receipt_key = VerifyingKey::from_bytes(&published.public_key().unwrap()).unwrap();
-        receipt_key
-            .verify(b"receipt bytes", &Signature::from_bytes(&sig))
-            .unwrap();
+        receipt_key.verify(b"receipt bytes", &Signature::from_bytes(&sig)).unwrap();
         // Grant and receipt keys are distinct: a grant signature is no receipt.
         assert_ne!(store.grant_kid(), store.receipt_kid());
         assert!(
-            receipt_key
-                .verify(
-                    b"grant bytes",
-                    &Signature::from_bytes(&store.sign_grant(b"grant bytes").1)
-                )
-                .is_err()
+            receipt_key.verify(b"grant bytes", &Signature::from_bytes(&store.sign_grant(b"grant bytes").1)).is_err()
         );
     }
 

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use latchgate_core::jose::{
-    EcPublicJwk, LeaseBudgets, LeaseClaims, LeaseParams, LeaseVerifier, access_token_hash,
-    b64url_encode, es256_key_from_pkcs8, es256_public_jwk, generate_es256_pkcs8, sign_es256_jws,
+    EcPublicJwk, LeaseBudgets, LeaseClaims, LeaseParams, LeaseVerifier, access_token_hash, b64url_encode,
+    es256_key_from_pkcs8, es256_public_jwk, generate_es256_pkcs8, sign_es256_jws,
 };
 use ring::signature::EcdsaKeyPair;
 use serde_json::{Value, json};
@@ -43,9 +43,7 @@ pub struct Issuer {
 
 impl Issuer {
     pub fn new() -> Issuer {
-        Issuer {
-            key: EcKey::generate(),
-        }
+        Issuer { key: EcKey::generate() }
     }
 
     pub fn kid(&self) -> String {
@@ -66,10 +64,7 @@ impl Issuer {
                 dpop_jkt: jkt.into(),
                 session_id: "sess-1".into(),
                 epoch: 7,
-                budgets: LeaseBudgets {
-                    max_calls: Some(10),
-                    max_cost_usd_cents: None,
-                },
+                budgets: LeaseBudgets { max_calls: Some(10), max_cost_usd_cents: None },
                 ttl_seconds: None,
             },
             now,
@@ -78,10 +73,7 @@ impl Issuer {
     }
 
     pub fn sign_value(&self, claims: &Value) -> String {
-        self.key.sign(
-            &json!({"alg": "ES256", "typ": "JWT", "kid": self.kid()}),
-            claims,
-        )
+        self.key.sign(&json!({"alg": "ES256", "typ": "JWT", "kid": self.kid()}), claims)
     }
 
     pub fn lease(&self, jkt: &str, now: i64) -> String {
@@ -105,18 +97,10 @@ pub fn proof_claims(lease: &str, htm: &str, htu: &str, iat: i64) -> Value {
 
 /// A good proof for POST on the execute route.
 pub fn proof(key: &EcKey, lease: &str, iat: i64) -> String {
-    key.sign(
-        &proof_header(key),
-        &proof_claims(lease, "POST", EXECUTE_HTU, iat),
-    )
+    key.sign(&proof_header(key), &proof_claims(lease, "POST", EXECUTE_HTU, iat))
 }
 
 /// A JWS whose header and signature bytes are exactly what the test says.
 pub fn assemble(header: &Value, claims: &Value, signature: &[u8]) -> String {
-    format!(
-        "{}.{}.{}",
-        b64url_encode(header.to_string()),
-        b64url_encode(claims.to_string()),
-        b64url_encode(signature)
-    )
+    format!("{}.{}.{}", b64url_encode(header.to_string()), b64url_encode(claims.to_string()), b64url_encode(signature))
 }
