@@ -222,8 +222,8 @@ pub struct LoadedConfig {
 
 impl LoadedConfig {
     pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::from_str(path, &text)
     }
 
@@ -242,14 +242,14 @@ impl LoadedConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let c = &self.config;
-        let url = url::Url::parse(&c.public_base_url)
-            .map_err(|e| self.invalid("public_base_url", e.to_string()))?;
+        let url = url::Url::parse(&c.public_base_url).map_err(|e| self.invalid("public_base_url", e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(self.invalid("public_base_url", "scheme must be http or https"));
         }
         for uid in c.identity.peercred.principals.keys() {
-            uid.parse::<u32>()
-                .map_err(|_| self.invalid(&format!("identity.peercred.principals.{uid}"), "key must be a numeric uid"))?;
+            uid.parse::<u32>().map_err(|_| {
+                self.invalid(&format!("identity.peercred.principals.{uid}"), "key must be a numeric uid")
+            })?;
         }
         for role in c.ipc.peer_uids.keys() {
             if crate::role::Role::parse(role).is_none() {
@@ -324,12 +324,7 @@ impl LoadedConfig {
 
     /// The uid a peer of `role` must have in standalone mode.
     pub fn expected_peer_uid(&self, role: crate::role::Role) -> u32 {
-        self.config
-            .ipc
-            .peer_uids
-            .get(role.as_str())
-            .copied()
-            .unwrap_or_else(|| nix::unistd::geteuid().as_raw())
+        self.config.ipc.peer_uids.get(role.as_str()).copied().unwrap_or_else(|| nix::unistd::geteuid().as_raw())
     }
 }
 

@@ -113,11 +113,9 @@ impl ApiError {
     pub fn to_json(&self) -> serde_json::Value {
         let mut body = serde_json::Map::new();
         body.insert("error".into(), self.code.as_str().into());
-        for (key, value) in [
-            ("deny_reason", &self.deny_reason),
-            ("remediation", &self.remediation),
-            ("reason", &self.reason),
-        ] {
+        for (key, value) in
+            [("deny_reason", &self.deny_reason), ("remediation", &self.remediation), ("reason", &self.reason)]
+        {
             if let Some(v) = value {
                 body.insert(key.into(), v.clone().into());
             }

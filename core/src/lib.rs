@@ -3,10 +3,17 @@
 // `deny`, not `forbid`: confine::kernel needs one raw syscall and says why.
 #![deny(unsafe_code)]
 
+pub mod action;
 pub mod config;
 pub mod confine;
+pub mod egress;
 pub mod error;
+pub mod grant;
+pub mod jcs;
 pub mod jose;
 pub mod logging;
+pub mod manifest;
 pub mod paths;
+pub mod process;
+pub mod receipt;
 pub mod role;

@@ -54,9 +54,8 @@ where
         let mut fields = FieldMap(serde_json::Map::new());
         event.record(&mut fields);
         let mut line = fields.0;
-        let ts = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let ts =
+            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         line.insert("ts".into(), ts.into());
         line.insert("level".into(), event.metadata().level().as_str().into());
         line.insert("role".into(), self.role.as_str().into());

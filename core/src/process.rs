@@ -53,7 +53,11 @@ pub fn runtime(worker_threads: usize) -> Result<tokio::runtime::Runtime, StartEr
 }
 
 /// Log a fatal start-up error with its code and exit non-zero.
-pub fn exit_on_error<T, E: std::fmt::Display>(role: Role, result: Result<T, E>, code: impl Fn(&E) -> &'static str) -> T {
+pub fn exit_on_error<T, E: std::fmt::Display>(
+    role: Role,
+    result: Result<T, E>,
+    code: impl Fn(&E) -> &'static str,
+) -> T {
     match result {
         Ok(v) => v,
         Err(e) => {

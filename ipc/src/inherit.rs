@@ -85,7 +85,9 @@ fn check_type(fd: RawFd, expected: libc::c_int) -> Result<(), IpcError> {
     let mut ty: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `ty`, which is a c_int.
-    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&mut ty as *mut libc::c_int).cast(), &mut len) };
+    let rc = unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&mut ty as *mut libc::c_int).cast(), &mut len)
+    };
     if rc != 0 {
         return Err(IpcError::FdPassing(format!("inherited fd {fd}: {}", std::io::Error::last_os_error())));
     }

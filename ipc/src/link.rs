@@ -27,9 +27,15 @@ use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 pub enum Source {
     Supervised(mpsc::UnboundedReceiver<UnixSeqpacket>),
     /// Standalone client end: connect to the server's named socket.
-    Named { path: PathBuf, expected_uid: u32 },
+    Named {
+        path: PathBuf,
+        expected_uid: u32,
+    },
     /// Standalone server end: bound during set-up, before the process seals itself.
-    Listening { listener: UnixSeqpacketListener, expected_uid: u32 },
+    Listening {
+        listener: UnixSeqpacketListener,
+        expected_uid: u32,
+    },
 }
 
 /// Backoff between connection attempts to a named socket.
@@ -78,40 +84,36 @@ impl<C: Channel> ClientLink<C> {
     }
 }
 
-async fn maintain<C: Channel>(
-    mut source: Source,
-    current: Arc<RwLock<Option<RpcClient<C>>>>,
-    up: watch::Sender<bool>,
-) {
+async fn maintain<C: Channel>(mut source: Source, current: Arc<RwLock<Option<RpcClient<C>>>>, up: watch::Sender<bool>) {
     let mut backoff = RECONNECT_MIN;
     let mut arrived: Option<UnixSeqpacket> = None;
     loop {
         let sock = match (arrived.take(), &mut source) {
             (Some(sock), _) => sock,
             (None, source) => match source {
-            Source::Supervised(rx) => match rx.recv().await {
-                Some(sock) => sock,
-                None => return,
-            },
-            Source::Listening { .. } => {
-                tracing::error!(channel = %C::KIND, "a client link was given a listening socket");
-                return;
-            }
-            Source::Named { path, expected_uid } => match UnixSeqpacket::connect(&*path).await {
-                Ok(sock) => match check_peer_uid(&sock, *expected_uid) {
-                    Ok(()) => sock,
-                    Err(e) => {
-                        tracing::error!(channel = %C::KIND, code = e.code(), error = %e, path = %path.display(), "refusing server");
-                        tokio::time::sleep(RECONNECT_MAX).await;
+                Source::Supervised(rx) => match rx.recv().await {
+                    Some(sock) => sock,
+                    None => return,
+                },
+                Source::Listening { .. } => {
+                    tracing::error!(channel = %C::KIND, "a client link was given a listening socket");
+                    return;
+                }
+                Source::Named { path, expected_uid } => match UnixSeqpacket::connect(&*path).await {
+                    Ok(sock) => match check_peer_uid(&sock, *expected_uid) {
+                        Ok(()) => sock,
+                        Err(e) => {
+                            tracing::error!(channel = %C::KIND, code = e.code(), error = %e, path = %path.display(), "refusing server");
+                            tokio::time::sleep(RECONNECT_MAX).await;
+                            continue;
+                        }
+                    },
+                    Err(_) => {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(RECONNECT_MAX);
                         continue;
                     }
                 },
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(RECONNECT_MAX);
-                    continue;
-                }
-            },
             },
         };
         let client = match RpcClient::<C>::connect(sock).await {
@@ -124,10 +126,10 @@ async fn maintain<C: Channel>(
         };
         backoff = RECONNECT_MIN;
         tracing::info!(channel = %C::KIND, "channel up");
-        if let Ok(mut slot) = current.write() {
-            if let Some(old) = slot.replace(client.clone()) {
-                old.close();
-            }
+        if let Ok(mut slot) = current.write()
+            && let Some(old) = slot.replace(client.clone())
+        {
+            old.close();
         }
         let _ = up.send(true);
         match &mut source {
@@ -168,24 +170,22 @@ where
         Source::Named { path, .. } => {
             tracing::error!(channel = %C::KIND, path = %path.display(), "a server link was given a socket to connect to");
         }
-        Source::Listening { mut listener, expected_uid } => {
-            loop {
-                match listener.accept().await {
-                    Ok(sock) => match check_peer_uid(&sock, expected_uid) {
-                        Ok(()) => {
-                            tokio::spawn(serve::<C, _, _>(sock, handler.clone()));
-                        }
-                        Err(e) => {
-                            tracing::warn!(channel = %C::KIND, code = e.code(), error = %e, "refusing client");
-                        }
-                    },
-                    Err(e) => {
-                        tracing::warn!(channel = %C::KIND, error = %e, "accept failed");
-                        tokio::time::sleep(RECONNECT_MIN).await;
+        Source::Listening { mut listener, expected_uid } => loop {
+            match listener.accept().await {
+                Ok(sock) => match check_peer_uid(&sock, expected_uid) {
+                    Ok(()) => {
+                        tokio::spawn(serve::<C, _, _>(sock, handler.clone()));
                     }
+                    Err(e) => {
+                        tracing::warn!(channel = %C::KIND, code = e.code(), error = %e, "refusing client");
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(channel = %C::KIND, error = %e, "accept failed");
+                    tokio::time::sleep(RECONNECT_MIN).await;
                 }
             }
-        }
+        },
     }
 }
 
@@ -252,9 +252,9 @@ impl Endpoints {
     pub fn from_env(role: Role, ipc_dir: PathBuf, expected_uids: HashMap<Role, u32>) -> Result<Self, IpcError> {
         let supervised = match InheritedFds::from_env()? {
             Some(mut fds) => {
-                let control = fds.take_seqpacket("control")?.ok_or_else(|| {
-                    IpcError::FdPassing("supervised child started without a control fd".into())
-                })?;
+                let control = fds
+                    .take_seqpacket("control")?
+                    .ok_or_else(|| IpcError::FdPassing("supervised child started without a control fd".into()))?;
                 let control = Arc::new(ControlSocket::new(crate::frame::adopt(control)?));
                 Some(Supervised { fds, control, routes: HashMap::new() })
             }
@@ -330,7 +330,9 @@ impl Endpoints {
                                 tracing::info!(channel = %channel, "peer replaced by supervisor");
                                 let _ = route.send(sock);
                             }
-                            _ => tracing::warn!(channel = %channel, "replacement for a channel this process does not use"),
+                            _ => {
+                                tracing::warn!(channel = %channel, "replacement for a channel this process does not use")
+                            }
                         }
                     }
                     Ok(Some((ControlMessage::Shutdown, _))) => {

@@ -227,7 +227,9 @@ where
                         tracing::debug!(channel = %C::KIND, code = e.code(), "reply not delivered");
                     }
                 }
-                Err(e) => tracing::error!(channel = %C::KIND, code = e.code(), error = %e, "reply could not be encoded"),
+                Err(e) => {
+                    tracing::error!(channel = %C::KIND, code = e.code(), error = %e, "reply could not be encoded")
+                }
             }
             drop(permit);
         });
@@ -239,4 +241,3 @@ where
     let _ = framed.socket().shutdown(std::net::Shutdown::Both);
     reason
 }
-

@@ -36,9 +36,8 @@ async fn gate_lifecycle_up_fail_closed_recover_and_stop() {
     let mut uids = std::collections::HashSet::new();
     for name in CHILDREN {
         let status = std::fs::read_to_string(format!("/proc/{}/status", children[name])).unwrap();
-        let field = |key: &str| {
-            status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim).unwrap_or_default().to_string()
-        };
+        let field =
+            |key: &str| status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim).unwrap_or_default().to_string();
         assert_eq!(field("Seccomp:"), "2", "{name} runs under a seccomp filter");
         assert_eq!(field("NoNewPrivs:"), "1", "{name} has no_new_privs");
         assert_eq!(u64::from_str_radix(&field("CapEff:"), 16).unwrap(), 0, "{name} holds no capability");
@@ -57,7 +56,18 @@ async fn gate_lifecycle_up_fail_closed_recover_and_stop() {
     let (status, _) = get(&dir.admin_socket(), "/healthz").await.expect("admin healthz");
     assert_eq!(status, 200);
     let (status, body) = get(&dir.admin_socket(), "/readyz").await.expect("admin readyz");
-    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")), "agent routes are not served on the admin socket");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "agent routes are not served on the admin socket"
+    );
+
+    // A body over the limit (1 MiB by default) is refused with 413 before anything else.
+    let mut http = latchgate_client::uds_http::UdsHttp::connect(dir.client_socket()).await.unwrap();
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let response = http.request(http::Method::POST, "/v1/actions/x/execute", &[], Some(big)).await.unwrap();
+    assert_eq!(response.status.as_u16(), 413);
+    assert_eq!(response.json()["error"], "payload_too_large");
 
     // Each back-end child killed in turn: 503 component_unavailable while down, then 200 again by itself.
     for name in ["latchgate-signer", "latchgate-executor", "latchgate-broker"] {

@@ -6,8 +6,8 @@ mod health;
 
 use latchgate_core::confine::Sealer;
 use latchgate_core::process;
-use latchgate_ipc::child::ChildError;
 use latchgate_core::role::Role;
+use latchgate_ipc::child::ChildError;
 use latchgate_ipc::link::{ClientLink, Endpoints, serve_link};
 use latchgate_ipc::messages::front_broker::{FrontReply, FrontRequest};
 use latchgate_ipc::{BrokerExecutor, BrokerSigner, ChannelKind, FrontBroker};

@@ -3,8 +3,8 @@
 
 use latchgate_core::confine::Sealer;
 use latchgate_core::process;
-use latchgate_ipc::child::ChildError;
 use latchgate_core::role::Role;
+use latchgate_ipc::child::ChildError;
 use latchgate_ipc::link::{ClientLink, Endpoints, serve_link};
 use latchgate_ipc::messages::broker_executor::{ExecutorReply, ExecutorRequest};
 use latchgate_ipc::messages::status::ProcessStatus;

@@ -17,10 +17,10 @@ pub fn json(status: u16, body: &serde_json::Value) -> HttpResponse {
 
 pub fn error(err: &ApiError) -> HttpResponse {
     let mut response = json(err.code.http_status(), &err.to_json());
-    if let Some(seconds) = err.retry_after_seconds {
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+    if let Some(seconds) = err.retry_after_seconds
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
 }
@@ -32,5 +32,9 @@ pub fn code(code: ErrorCode) -> HttpResponse {
 /// The broker (or something behind it) could not be reached: fail closed.
 pub fn component_unavailable(component: &str, cause: &latchgate_ipc::IpcError) -> HttpResponse {
     tracing::warn!(component, code = cause.code(), "dependency unavailable");
-    error(&ApiError::new(ErrorCode::ComponentUnavailable).with_reason(format!("{component} unavailable")).with_retry_after(1))
+    error(
+        &ApiError::new(ErrorCode::ComponentUnavailable)
+            .with_reason(format!("{component} unavailable"))
+            .with_retry_after(1),
+    )
 }

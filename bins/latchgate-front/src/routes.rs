@@ -30,9 +30,11 @@ pub async fn handle(
         (Plane::Client, &Method::GET, "/readyz") => readyz(&state, peer).await,
         (_, _, "/healthz") | (Plane::Client, _, "/readyz") => reply::code(ErrorCode::MethodNotAllowed),
         _ => {
-            // Drain (bounded) so a keep-alive connection stays usable, then 404.
-            let _ = read_body(&state, body).await;
-            reply::code(ErrorCode::NotFound)
+            // Read (bounded) so the connection stays usable; an over-limit body is 413 on any route.
+            match read_body(&state, body).await {
+                Ok(_) => reply::code(ErrorCode::NotFound),
+                Err(too_large_or_slow) => too_large_or_slow,
+            }
         }
     };
     Ok(response)

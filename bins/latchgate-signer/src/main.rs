@@ -5,8 +5,8 @@
 
 use latchgate_core::confine::Sealer;
 use latchgate_core::process;
-use latchgate_ipc::child::ChildError;
 use latchgate_core::role::Role;
+use latchgate_ipc::child::ChildError;
 use latchgate_ipc::link::{Endpoints, serve_link};
 use latchgate_ipc::messages::broker_signer::{SignerReply, SignerRequest};
 use latchgate_ipc::messages::executor_signer::{SecretsReply, SecretsRequest};

@@ -49,7 +49,9 @@ fn supervise(config: &std::path::Path, first_run_allowed: bool) -> ExitCode {
         Err(e) => return fail(e.code(), &e),
     };
     if !first_run_allowed && cfg.config.mode != Mode::Production {
-        eprintln!("latchgate serve needs a production config (mode = \"production\"); use `latchgate up` for embedded mode");
+        eprintln!(
+            "latchgate serve needs a production config (mode = \"production\"); use `latchgate up` for embedded mode"
+        );
         return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {

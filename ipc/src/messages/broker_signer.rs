@@ -12,5 +12,8 @@ pub enum SignerRequest {
 pub enum SignerReply {
     Pong(ProcessStatus),
     /// The signer refused (stable code + message for logs; never key material).
-    Refused { code: String, message: String },
+    Refused {
+        code: String,
+        message: String,
+    },
 }

@@ -17,13 +17,7 @@ pub struct ProcessStatus {
 
 impl ProcessStatus {
     pub fn current(role: Role, ready: bool, confinement: Option<ConfinementReport>) -> Self {
-        ProcessStatus {
-            role,
-            pid: std::process::id(),
-            uid: nix::unistd::getuid().as_raw(),
-            ready,
-            confinement,
-        }
+        ProcessStatus { role, pid: std::process::id(), uid: nix::unistd::getuid().as_raw(), ready, confinement }
     }
 }
 

@@ -9,11 +9,12 @@ struct Hostile;
 impl Guest for Hostile {
     fn execute(task: String) -> Result<String, ProviderError> {
         let _ = task;
-        let mut out = String::with_capacity(8 << 20);
-        out.push('"');
-        out.extend(core::iter::repeat('a').take((8 << 20) - 2));
-        out.push('"');
-        Ok(out)
+        // vec! of one byte compiles to memory.fill: the size, not the fuel, is the attack.
+        let mut bytes = vec![b'a'; 8 << 20];
+        let last = bytes.len() - 1;
+        bytes[0] = b'"';
+        bytes[last] = b'"';
+        Ok(String::from_utf8(bytes).unwrap_or_default())
     }
 }
 

@@ -35,9 +35,7 @@ pub fn spawn(role: Role, bin_dir: &Path, config: &Path, fds: ChildFds) -> std::i
         mappings.push(FdMapping { parent_fd: fd, child_fd });
     }
     command.env(FDS_ENV, spec.join(","));
-    command
-        .fd_mappings(mappings)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    command.fd_mappings(mappings).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let child = command
         .spawn()
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start {}: {e}", binary.display())))?;

@@ -180,7 +180,9 @@ impl Supervisor {
                     Ok(Some((ControlMessage::Ready(status), _))) => {
                         let _ = events.send(Event::Ready { role, generation, status });
                     }
-                    Ok(Some((other, _))) => tracing::warn!(%role, message = ?other, "unexpected control message from child"),
+                    Ok(Some((other, _))) => {
+                        tracing::warn!(%role, message = ?other, "unexpected control message from child")
+                    }
                     Ok(None) => return,
                     Err(e) => {
                         tracing::warn!(%role, code = e.code(), error = %e, "control channel to child failed");
@@ -283,23 +285,21 @@ impl Supervisor {
         let mut fds = ChildFds::default();
         for kind in channels_of(role) {
             let (client_end, server_end) = pair()?;
-            let (ours, theirs) = if kind.client() == role { (client_end, server_end) } else { (server_end, client_end) };
+            let (ours, theirs) =
+                if kind.client() == role { (client_end, server_end) } else { (server_end, client_end) };
             fds.add(kind.name(), ours);
             let peer = peer_of(kind, role);
-            if let Some(slot) = self.slots.get(&peer).filter(|s| s.alive) {
-                if let Err(e) = slot.control.send(&ControlMessage::ReplacePeer { channel: kind }, Some(&theirs)).await {
-                    tracing::warn!(%peer, channel = %kind, code = e.code(), "could not hand over the new channel end");
-                }
+            if let Some(slot) = self.slots.get(&peer).filter(|s| s.alive)
+                && let Err(e) = slot.control.send(&ControlMessage::ReplacePeer { channel: kind }, Some(&theirs)).await
+            {
+                tracing::warn!(%peer, channel = %kind, code = e.code(), "could not hand over the new channel end");
             }
         }
         self.spawn(role, fds)
     }
 
     fn statuses(&self) -> Vec<(Role, u32, Option<ProcessStatus>)> {
-        Role::CHILDREN
-            .iter()
-            .filter_map(|r| self.slots.get(r).map(|s| (*r, s.pid, s.ready.clone())))
-            .collect()
+        Role::CHILDREN.iter().filter_map(|r| self.slots.get(r).map(|s| (*r, s.pid, s.ready.clone()))).collect()
     }
 
     /// Front first (no new requests), signer last (others may still need a signature).
@@ -339,10 +339,10 @@ impl Supervisor {
 
     fn remove_sockets(&self) {
         for path in [self.cfg.client_socket(), self.cfg.admin_socket()] {
-            if let Err(e) = std::fs::remove_file(&path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot remove socket");
-                }
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove socket");
             }
         }
     }

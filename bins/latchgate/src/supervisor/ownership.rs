@@ -11,7 +11,8 @@ use std::path::Path;
 
 pub fn prepare(cfg: &LoadedConfig) -> Result<(), SupervisorError> {
     let users = ensure_system_users()?;
-    let owner = |role: Role| users.identity(role).ok_or_else(|| std::io::Error::other(format!("no system user for {role}")));
+    let owner =
+        |role: Role| users.identity(role).ok_or_else(|| std::io::Error::other(format!("no system user for {role}")));
     chown_tree(&cfg.state_dir(), owner(Role::Broker)?)?;
     chown_tree(&cfg.key_dir(), owner(Role::Signer)?)?;
     chown(&cfg.admin_socket(), None, Some(Gid::from_raw(users.operators_gid))).map_err(std::io::Error::from)?;

@@ -19,7 +19,8 @@ pub fn peer_of(kind: ChannelKind, role: Role) -> Role {
 /// A fresh socketpair for `kind`: (client end, server end), both CLOEXEC.
 pub fn pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK).map_err(std::io::Error::from)
+    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)
+        .map_err(std::io::Error::from)
 }
 
 /// The fds one child is started with, by name (see `latchgate_ipc::inherit`).

@@ -1,0 +1,87 @@
+//! `latchgate:io/http`: the egress order, steps 1–5, for one provider request.
+
+use super::CallState;
+use super::latchgate::io::http::{Header, Host, Request, Response};
+use super::latchgate::io::types::IoError;
+use crate::egress::{FetchError, OutboundRequest};
+use crate::task::{FailureClass, HttpObservation, IoObservation};
+use latchgate_core::action::HostImport;
+use latchgate_core::jcs::sha256_tagged;
+use std::time::{Duration, Instant};
+
+impl Host for CallState {
+    fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, IoError>> {
+        self.admit_io(HostImport::Http)?;
+        let started = Instant::now();
+        let mut observation = HttpObservation {
+            method: req.method.to_ascii_uppercase(),
+            sink: String::new(),
+            connected_to: None,
+            via_proxy: self.egress.uses_proxy(),
+            status: None,
+            response_bytes: 0,
+            response_sha256: None,
+            stripped_headers: Vec::new(),
+            error: None,
+            duration_us: 0,
+        };
+        let egress = self.egress.clone();
+        let authorized =
+            self.tokio.block_on(egress.authorize(&req.url, &req.method, &self.egress_rules, &self.grant_sinks));
+        let destination = match authorized {
+            Ok(d) => d,
+            Err(denied) => {
+                observation.error = Some(denied.code().to_string());
+                observation.duration_us = micros(started.elapsed());
+                self.observations.push(IoObservation::Http(observation));
+                return Err(self.violate(FailureClass::EgressDenied, denied.to_string()));
+            }
+        };
+        observation.sink = destination.origin();
+        if !egress.uses_proxy() {
+            observation.connected_to = Some(destination.pinned.to_string());
+        }
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let timeout = Duration::from_millis(u64::from(req.timeout_ms)).min(remaining);
+        let outbound = OutboundRequest {
+            method: req.method,
+            url: req.url,
+            headers: req.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            body: req.body,
+        };
+        let result = if timeout.is_zero() {
+            Err(FetchError::Timeout)
+        } else {
+            self.tokio.block_on(egress.send(&destination, &outbound, timeout, self.max_host_response_bytes))
+        };
+        observation.duration_us = micros(started.elapsed());
+        let answer = match result {
+            Ok((response, stripped)) => {
+                observation.stripped_headers = stripped;
+                observation.status = Some(response.status);
+                observation.response_bytes = response.body.len() as u64;
+                observation.response_sha256 = Some(sha256_tagged(&response.body));
+                Ok(Response {
+                    status: response.status,
+                    headers: response.headers.into_iter().map(|(name, value)| Header { name, value }).collect(),
+                    body: response.body.to_vec(),
+                })
+            }
+            Err(e) => {
+                observation.error = Some(e.code().to_string());
+                Err(match e {
+                    FetchError::InvalidRequest(m) => IoError::InvalidRequest(m),
+                    FetchError::Network(m) => IoError::Network(m),
+                    FetchError::Timeout => IoError::Timeout,
+                    FetchError::ResponseTooLarge => IoError::ResponseTooLarge,
+                })
+            }
+        };
+        self.observations.push(IoObservation::Http(observation));
+        Ok(answer)
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
