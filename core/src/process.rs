@@ -99,3 +99,20 @@ pub fn restrict_paths(
     sealer.restrict_filesystem_and_network()?;
     Ok(sealer)
 }
+
+/// The whole life of a child process: load the config, drop identity and
+/// restrict paths while single-threaded, then run `body` on the runtime and
+/// exit non-zero (with the error's stable code logged) if anything fails.
+pub fn run_child<E, F, Fut>(role: Role, code: fn(&E) -> &'static str, body: F)
+where
+    E: std::fmt::Display,
+    F: FnOnce(LoadedConfig, crate::confine::Sealer) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+{
+    let cfg = exit_on_error(role, load_child_config(role), StartError::code);
+    exit_on_error(role, drop_identity(role, &cfg), StartError::code);
+    let sealer = exit_on_error(role, restrict_paths(role, &cfg, |_| {}), StartError::code);
+    let rt = exit_on_error(role, runtime(2), StartError::code);
+    let result = rt.block_on(body(cfg, sealer));
+    exit_on_error(role, result, code);
+}

@@ -16,12 +16,7 @@ use latchgate_ipc::{BrokerSigner, ChannelKind, ExecutorSigner};
 const ROLE: Role = Role::Signer;
 
 fn main() {
-    let cfg = process::exit_on_error(ROLE, process::load_child_config(ROLE), |e| e.code());
-    process::exit_on_error(ROLE, process::drop_identity(ROLE, &cfg), |e| e.code());
-    let sealer = process::exit_on_error(ROLE, process::restrict_paths(ROLE, &cfg, |_| {}), |e| e.code());
-    let rt = process::exit_on_error(ROLE, process::runtime(2), |e| e.code());
-    let result = rt.block_on(run(cfg, sealer));
-    process::exit_on_error(ROLE, result, |e| e.code());
+    process::run_child(ROLE, ChildError::code, run);
 }
 
 async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer) -> Result<(), ChildError> {
