@@ -50,35 +50,27 @@ impl InheritedFds {
 
     /// Take ownership of the seqpacket socket named `name`.
     pub fn take_seqpacket(&mut self, name: &str) -> Result<Option<OwnedFd>, IpcError> {
-        let Some(fd) = self.fds.remove(name) else {
-            return Ok(None);
-        };
-        check_seqpacket(fd)?;
-        // SAFETY: `fd` is open and a SOCK_SEQPACKET socket (checked above); the supervisor
-        // gave it to this process for this purpose alone, and removing it from the map
-        // guarantees it is adopted once.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        nix::fcntl::fcntl(&owned, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-            .map_err(|e| IpcError::FdPassing(format!("fd {fd}: {e}")))?;
-        Ok(Some(owned))
+        self.take(name, libc::SOCK_SEQPACKET)
     }
 
     /// Take a listening stream socket (the front's HTTP sockets).
     pub fn take_listener(&mut self, name: &str) -> Result<Option<OwnedFd>, IpcError> {
+        self.take(name, libc::SOCK_STREAM)
+    }
+
+    fn take(&mut self, name: &str, socket_type: libc::c_int) -> Result<Option<OwnedFd>, IpcError> {
         let Some(fd) = self.fds.remove(name) else {
             return Ok(None);
         };
-        check_type(fd, libc::SOCK_STREAM)?;
-        // SAFETY: as in `take_seqpacket`; checked to be an open stream socket.
+        check_type(fd, socket_type)?;
+        // SAFETY: `fd` is open and a socket of the expected type (checked above); the
+        // supervisor gave it to this process for this purpose alone, and removing it
+        // from the map guarantees it is adopted once.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         nix::fcntl::fcntl(&owned, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
             .map_err(|e| IpcError::FdPassing(format!("fd {fd}: {e}")))?;
         Ok(Some(owned))
     }
-}
-
-fn check_seqpacket(fd: RawFd) -> Result<(), IpcError> {
-    check_type(fd, libc::SOCK_SEQPACKET)
 }
 
 fn check_type(fd: RawFd, expected: libc::c_int) -> Result<(), IpcError> {

@@ -125,17 +125,10 @@ impl Host for CallState {
 
     fn create(&mut self, path: String, contents: Vec<u8>) -> wasmtime::Result<Result<String, IoError>> {
         self.fs_call("create", &path, |root, limit, obs| {
-            if contents.len() as u64 > limit {
-                return Err(IoError::InvalidRequest("content larger than max_host_response_bytes".into()));
-            }
+            check_content_size(&contents, limit)?;
             let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
             let mut file = open_beneath(root, &path, flags, Mode::from_bits_truncate(0o640))?;
-            file.write_all(&contents).map_err(io_err)?;
-            file.sync_data().map_err(io_err)?;
-            let digest = sha256_tagged(&contents);
-            obs.bytes = contents.len() as u64;
-            obs.sha256_after = Some(digest.clone());
-            Ok(digest)
+            write_durably(&mut file, &contents, obs)
         })
     }
 
@@ -146,9 +139,7 @@ impl Host for CallState {
         contents: Vec<u8>,
     ) -> wasmtime::Result<Result<String, IoError>> {
         self.fs_call("overwrite", &path, |root, limit, obs| {
-            if contents.len() as u64 > limit {
-                return Err(IoError::InvalidRequest("content larger than max_host_response_bytes".into()));
-            }
+            check_content_size(&contents, limit)?;
             let mut file = open_beneath(root, &path, OFlag::O_RDWR, Mode::empty())?;
             let before = sha256_tagged(&read_bounded(&mut file, limit)?);
             obs.sha256_before = Some(before.clone());
@@ -157,12 +148,7 @@ impl Host for CallState {
             }
             file.set_len(0).map_err(io_err)?;
             file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-            file.write_all(&contents).map_err(io_err)?;
-            file.sync_data().map_err(io_err)?;
-            let digest = sha256_tagged(&contents);
-            obs.bytes = contents.len() as u64;
-            obs.sha256_after = Some(digest.clone());
-            Ok(digest)
+            write_durably(&mut file, &contents, obs)
         })
     }
 
@@ -182,6 +168,24 @@ impl Host for CallState {
             Ok(())
         })
     }
+}
+
+/// New content is bounded like host responses are.
+fn check_content_size(contents: &[u8], limit: u64) -> Result<(), IoError> {
+    if contents.len() as u64 > limit {
+        return Err(IoError::InvalidRequest("content larger than max_host_response_bytes".into()));
+    }
+    Ok(())
+}
+
+/// Write `contents`, make them durable, and record what now stands in the file.
+fn write_durably(file: &mut std::fs::File, contents: &[u8], obs: &mut FsObservation) -> Result<String, IoError> {
+    file.write_all(contents).map_err(io_err)?;
+    file.sync_data().map_err(io_err)?;
+    let digest = sha256_tagged(contents);
+    obs.bytes = contents.len() as u64;
+    obs.sha256_after = Some(digest.clone());
+    Ok(digest)
 }
 
 #[cfg(test)]
