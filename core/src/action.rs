@@ -96,3 +96,91 @@ pub enum RiskLevel {
     High,
     Critical,
 }
+
+/// Why a URL template could not be filled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template variable {{{{{0}}}}} is not a request field")]
+    UnknownVariable(String),
+    #[error("request field {0} must be a string, number or boolean to fill the template")]
+    NotScalar(String),
+    #[error("url_template has an unterminated placeholder")]
+    Unterminated,
+}
+
+/// RFC 3986 unreserved characters stay; everything else is percent-encoded.
+const URL_COMPONENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+impl HttpTemplate {
+    /// The URL the provider will request, filled exactly as the `http_api`
+    /// provider fills it (providers/README.md): a template that is one
+    /// placeholder takes the field as the whole URL; anywhere else a value is
+    /// percent-encoded as a URL component, so it can never change the host.
+    pub fn render_url(&self, params: &serde_json::Value) -> Result<String, TemplateError> {
+        let template = self.url_template.trim();
+        let whole = template.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")).filter(|n| is_var_name(n));
+        if let Some(name) = whole {
+            return scalar(params, name.trim());
+        }
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        while let Some(start) = rest.find("{{") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find("}}").ok_or(TemplateError::Unterminated)?;
+            let value = scalar(params, after[..end].trim())?;
+            out.extend(percent_encoding::utf8_percent_encode(&value, URL_COMPONENT));
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+fn is_var_name(name: &str) -> bool {
+    let name = name.trim();
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn scalar(params: &serde_json::Value, name: &str) -> Result<String, TemplateError> {
+    match params.get(name) {
+        None => Err(TemplateError::UnknownVariable(name.to_string())),
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => Ok(v.to_string()),
+        Some(_) => Err(TemplateError::NotScalar(name.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn template(url: &str) -> HttpTemplate {
+        HttpTemplate { method: "GET".into(), url_template: url.into(), headers: BTreeMap::new(), body_template: None }
+    }
+
+    #[test]
+    fn whole_url_placeholder_passes_the_url_through() {
+        let url = template("{{url}}").render_url(&json!({"url": "https://example.com/a?b=c"})).unwrap();
+        assert_eq!(url, "https://example.com/a?b=c");
+    }
+
+    #[test]
+    fn component_values_are_percent_encoded_and_cannot_move_the_host() {
+        let t = template("https://api.github.com/repos/{{owner}}/{{repo}}/issues");
+        let url = t.render_url(&json!({"owner": "evil.com/x?y#z &", "repo": 7})).unwrap();
+        assert_eq!(url, "https://api.github.com/repos/evil.com%2Fx%3Fy%23z%20%26/7/issues");
+        let at = template("https://{{host}}.example.com/").render_url(&json!({"host": "a@b"})).unwrap();
+        assert_eq!(at, "https://a%40b.example.com/");
+    }
+
+    #[test]
+    fn unknown_and_non_scalar_variables_are_errors() {
+        let t = template("https://x.test/{{id}}");
+        assert_eq!(t.render_url(&json!({})), Err(TemplateError::UnknownVariable("id".into())));
+        assert_eq!(t.render_url(&json!({"id": [1]})), Err(TemplateError::NotScalar("id".into())));
+        assert_eq!(template("https://x.test/{{id").render_url(&json!({"id": 1})), Err(TemplateError::Unterminated));
+    }
+}

@@ -77,6 +77,38 @@ pub struct Config {
     pub identity: Identity,
     pub ipc: Ipc,
     pub supervisor: Supervisor,
+    /// The only tree `fs` actions may touch; `None` = fs actions cannot run.
+    pub fs_root: Option<PathBuf>,
+    pub egress: Egress,
+    pub executor: Executor,
+}
+
+/// Host I/O of the executor.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Egress {
+    /// `http://host:port` of the egress proxy (Squid); every host HTTP call goes through it.
+    pub proxy_url: Option<String>,
+    /// Destination ports allowed besides 80 and 443.
+    pub extra_ports: Vec<u16>,
+    /// TEST ONLY: private `ip:port` destinations the executor may reach anyway.
+    /// Logged loudly at start; refused by the production-safety check.
+    pub allow_private_destinations: Vec<std::net::SocketAddr>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Executor {
+    /// Provider calls running at once; more wait for a slot.
+    pub max_concurrent_calls: u32,
+    /// Ceiling of any manifest's `memory_mb`.
+    pub max_memory_mb: u32,
+}
+
+impl Default for Executor {
+    fn default() -> Self {
+        Executor { max_concurrent_calls: 64, max_memory_mb: 256 }
+    }
 }
 
 impl Default for Config {
@@ -99,6 +131,9 @@ impl Default for Config {
             identity: Identity::default(),
             ipc: Ipc::default(),
             supervisor: Supervisor::default(),
+            fs_root: None,
+            egress: Egress::default(),
+            executor: Executor::default(),
         }
     }
 }
@@ -256,6 +291,15 @@ impl LoadedConfig {
                 return Err(self.invalid(&format!("ipc.peer_uids.{role}"), "unknown role"));
             }
         }
+        if let Some(proxy) = &c.egress.proxy_url {
+            let url = url::Url::parse(proxy).map_err(|e| self.invalid("egress.proxy_url", e.to_string()))?;
+            if url.scheme() != "http" || url.host_str().is_none() || url.port_or_known_default().is_none() {
+                return Err(self.invalid("egress.proxy_url", "must be http://host:port"));
+            }
+        }
+        if c.executor.max_concurrent_calls == 0 {
+            return Err(self.invalid("executor.max_concurrent_calls", "must be > 0"));
+        }
         if c.limits.max_body_bytes == 0 {
             return Err(self.invalid("limits.max_body_bytes", "must be > 0"));
         }
@@ -318,6 +362,25 @@ impl LoadedConfig {
     pub fn providers_dir(&self) -> PathBuf {
         self.resolve(&self.config.providers_dir)
     }
+    pub fn fs_root(&self) -> Option<PathBuf> {
+        self.config.fs_root.as_deref().map(|p| self.resolve(p))
+    }
+
+    /// TCP ports the executor connects to besides 80/443: the proxy's, the
+    /// configured extra ports and the test-only private destinations'.
+    pub fn egress_ports(&self) -> Vec<u16> {
+        let egress = &self.config.egress;
+        let proxy = egress.proxy_url.as_deref().and_then(|u| url::Url::parse(u).ok()?.port_or_known_default());
+        let mut ports: Vec<u16> = proxy
+            .into_iter()
+            .chain(egress.extra_ports.iter().copied())
+            .chain(egress.allow_private_destinations.iter().map(|a| a.port()))
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
     pub fn sandbox_profiles_dir(&self) -> PathBuf {
         self.resolve(&self.config.sandbox_profiles_dir)
     }

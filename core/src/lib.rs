@@ -16,4 +16,5 @@ pub mod manifest;
 pub mod paths;
 pub mod process;
 pub mod receipt;
+pub mod refresh_cache;
 pub mod role;

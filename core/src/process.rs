@@ -88,31 +88,32 @@ pub fn drop_identity(role: Role, cfg: &LoadedConfig) -> Result<(), StartError> {
 
 /// Step 2, still single-threaded: load both profiles and apply Landlock.
 /// The returned sealer applies seccomp (all threads) once set-up is done.
-pub fn restrict_paths(
-    role: Role,
-    cfg: &LoadedConfig,
-    customize: impl FnOnce(&mut crate::confine::SealInputs),
-) -> Result<crate::confine::Sealer, StartError> {
-    let mut inputs = crate::confine::SealInputs::from_config(cfg, cfg.sandbox_profiles_dir());
-    customize(&mut inputs);
-    let mut sealer = crate::confine::Sealer::prepare(role, &inputs)?;
+pub fn restrict_paths(role: Role, inputs: &crate::confine::SealInputs) -> Result<crate::confine::Sealer, StartError> {
+    let mut sealer = crate::confine::Sealer::prepare(role, inputs)?;
     sealer.restrict_filesystem_and_network()?;
     Ok(sealer)
 }
 
-/// The whole life of a child process: load the config, drop identity and
-/// restrict paths while single-threaded, then run `body` on the runtime and
-/// exit non-zero (with the error's stable code logged) if anything fails.
-pub fn run_child<E, F, Fut>(role: Role, code: fn(&E) -> &'static str, body: F)
-where
+/// The whole life of a child process: load the config, drop identity, run
+/// `prepare` (still single-threaded and before Landlock: the signer creates its
+/// keys there, a process may widen its seal inputs), restrict paths, then run
+/// `body` on the runtime. Any failure exits non-zero with its stable code logged.
+pub fn run_child<P, E, F, Fut>(
+    role: Role,
+    code: fn(&E) -> &'static str,
+    prepare: impl FnOnce(&LoadedConfig, &mut crate::confine::SealInputs) -> Result<P, E>,
+    body: F,
+) where
     E: std::fmt::Display,
-    F: FnOnce(LoadedConfig, crate::confine::Sealer) -> Fut,
+    F: FnOnce(LoadedConfig, crate::confine::Sealer, P) -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
 {
     let cfg = exit_on_error(role, load_child_config(role), StartError::code);
     exit_on_error(role, drop_identity(role, &cfg), StartError::code);
-    let sealer = exit_on_error(role, restrict_paths(role, &cfg, |_| {}), StartError::code);
+    let mut inputs = crate::confine::SealInputs::from_config(&cfg, cfg.sandbox_profiles_dir());
+    let prepared = exit_on_error(role, prepare(&cfg, &mut inputs), code);
+    let sealer = exit_on_error(role, restrict_paths(role, &inputs), StartError::code);
     let rt = exit_on_error(role, runtime(2), StartError::code);
-    let result = rt.block_on(body(cfg, sealer));
+    let result = rt.block_on(body(cfg, sealer, prepared));
     exit_on_error(role, result, code);
 }

@@ -171,7 +171,8 @@ impl Receipt {
     }
 }
 
-fn signing_payload(signing_key_id: &str, result_hash: &str) -> Vec<u8> {
+/// The bytes signed for a receipt with `result_hash` under key `signing_key_id`.
+pub fn signing_payload(signing_key_id: &str, result_hash: &str) -> Vec<u8> {
     format!("{SIGNING_DOMAIN}\n{signing_key_id}\n{result_hash}").into_bytes()
 }
 

@@ -13,6 +13,9 @@ pub enum ChildError {
     Ipc(#[from] IpcError),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    /// A process-specific start-up step failed (key store, runtime, ledger…).
+    #[error("{message}")]
+    Setup { code: &'static str, message: String },
 }
 
 impl From<ConfineError> for ChildError {
@@ -22,11 +25,17 @@ impl From<ConfineError> for ChildError {
 }
 
 impl ChildError {
+    /// A start-up failure with its own stable code.
+    pub fn setup(code: &'static str, error: impl std::fmt::Display) -> Self {
+        ChildError::Setup { code, message: error.to_string() }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ChildError::Start(e) => e.code(),
             ChildError::Ipc(e) => e.code(),
             ChildError::Io { .. } => "io_error",
+            ChildError::Setup { code, .. } => code,
         }
     }
 }

@@ -201,3 +201,66 @@ pub async fn wait_for_status(
     }
     Err(format!("{path} did not answer {status} within {limit:?}; last answer {last:?}"))
 }
+
+/// A loopback HTTP/1.1 target for provider calls: answers every request with
+/// `200 {"hello":"world","path":<path>}` and counts the requests it saw.
+pub struct HttpTarget {
+    pub addr: std::net::SocketAddr,
+    pub hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HttpTarget {
+    pub fn start() -> HttpTarget {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind target");
+        let addr = listener.local_addr().expect("target addr");
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+                        match stream.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let text = String::from_utf8_lossy(&head);
+                    let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let body = serde_json::json!({"hello": "world", "path": path}).to_string();
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes());
+                });
+            }
+        });
+        HttpTarget { addr, hits }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Config lines that let the executor reach this target (test-only private destination).
+    pub fn egress_config(&self) -> String {
+        format!(
+            "[egress]\nextra_ports = [{port}]\nallow_private_destinations = [\"{addr}\"]\n",
+            port = self.addr.port(),
+            addr = self.addr
+        )
+    }
+}
+
+/// `[identity.peercred]` mapping the test's own uid to `principal` with `scopes`.
+pub fn principal_config(principal: &str, scopes: &[&str]) -> String {
+    let uid = nix::unistd::getuid().as_raw();
+    let scopes: Vec<String> = scopes.iter().map(|s| format!("\"{s}\"")).collect();
+    format!("[identity.peercred.principals.{uid}]\nprincipal = \"{principal}\"\nscopes = [{}]\n", scopes.join(", "))
+}

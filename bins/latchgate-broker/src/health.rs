@@ -1,7 +1,7 @@
 //! Readiness of the whole gate as the broker sees it: itself, and whatever the
 //! signer and executor answer to a ping right now.
 
-use crate::Peers;
+use crate::peers::Peers;
 use latchgate_core::role::Role;
 use latchgate_ipc::messages::broker_executor::{ExecutorReply, ExecutorRequest};
 use latchgate_ipc::messages::broker_signer::{SignerReply, SignerRequest};

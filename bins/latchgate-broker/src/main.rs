@@ -2,32 +2,52 @@
 //! live here; it asks the signer to sign and the executor to run.
 #![forbid(unsafe_code)]
 
-mod health;
-
-use latchgate_core::confine::Sealer;
+use latchgate_broker::gate::Gate;
+use latchgate_broker::ledger::Ledger;
+use latchgate_broker::peers::Peers;
+use latchgate_broker::policy::EmbeddedRego;
+use latchgate_broker::signer_keys::SignerKeys;
+use latchgate_broker::state::SqliteStateStore;
+use latchgate_core::config::LoadedConfig;
+use latchgate_core::confine::{SealInputs, Sealer};
+use latchgate_core::jose::DpopVerifier;
+use latchgate_core::manifest::{DigestTrust, Registry};
 use latchgate_core::process;
 use latchgate_core::role::Role;
+use latchgate_ipc::ChannelKind;
+use latchgate_ipc::FrontBroker;
 use latchgate_ipc::child::ChildError;
 use latchgate_ipc::link::{ClientLink, Endpoints, serve_link};
-use latchgate_ipc::messages::front_broker::{FrontReply, FrontRequest};
-use latchgate_ipc::{BrokerExecutor, BrokerSigner, ChannelKind, FrontBroker};
+use latchgate_ipc::messages::status::ProcessStatus;
 use std::sync::Arc;
 
 const ROLE: Role = Role::Broker;
+pub const LEDGER_FILE: &str = "ledger.db";
+pub const STATE_FILE: &str = "state.db";
 
 fn main() {
-    process::run_child(ROLE, ChildError::code, run);
+    process::run_child(ROLE, ChildError::code, load_registry, run);
 }
 
-/// Links to the processes the broker drives.
-pub struct Peers {
-    pub signer: ClientLink<BrokerSigner>,
-    pub executor: ClientLink<BrokerExecutor>,
-    /// The broker's own status (its confinement is fixed once sealed).
-    pub own: std::sync::OnceLock<latchgate_ipc::messages::status::ProcessStatus>,
+/// Before Landlock (the providers dir is not among the broker's paths):
+/// load every manifest and hash every provider module once.
+fn load_registry(cfg: &LoadedConfig, _: &mut SealInputs) -> Result<(Registry, DigestTrust), ChildError> {
+    let registry = Registry::load(&cfg.manifests_dir()).map_err(|errors| {
+        for e in &errors {
+            tracing::error!(error = %e, "manifest refused");
+        }
+        let first = errors.first().map(ToString::to_string).unwrap_or_default();
+        ChildError::setup("manifest_invalid", format!("{} manifest error(s); first: {first}", errors.len()))
+    })?;
+    let trust = registry.verify_module_digests(&cfg.providers_dir());
+    for failure in trust.failures() {
+        tracing::error!(error = %failure, "provider digest mismatch: the action is refused until fixed");
+    }
+    tracing::info!(actions = registry.len(), all_trusted = trust.all_trusted(), "registry loaded");
+    Ok((registry, trust))
 }
 
-async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer) -> Result<(), ChildError> {
+async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, DigestTrust)) -> Result<(), ChildError> {
     let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
     let from_front = endpoints.source(ChannelKind::FrontBroker)?;
     let peers = Arc::new(Peers {
@@ -36,21 +56,35 @@ async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer) -> Resul
         own: std::sync::OnceLock::new(),
     });
     let control = endpoints.start();
+    let state_dir = cfg.state_dir();
+    let ledger = Ledger::open(&state_dir.join(LEDGER_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
+    let state = SqliteStateStore::open(&state_dir.join(STATE_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
+    let policy = EmbeddedRego::load(&cfg.policies_dir()).map_err(|e| ChildError::setup(e.code(), e))?;
+    let dpop = DpopVerifier::new(&cfg.config.public_base_url).map_err(|e| ChildError::setup("config_invalid", e))?;
     let confinement = sealer.restrict_syscalls()?;
     tracing::info!(confinement = %confinement.summary(), "sealed");
-    let own = latchgate_ipc::messages::status::ProcessStatus::current(ROLE, true, Some(confinement));
+    let own = ProcessStatus::current(ROLE, true, Some(confinement));
+    let _ = peers.own.set(own.clone());
 
-    let handler_peers = peers.clone();
+    let gate = Arc::new(Gate {
+        cfg,
+        registry,
+        trust,
+        policy: Arc::new(policy),
+        state: Arc::new(state),
+        ledger,
+        peers,
+        keys: SignerKeys::default(),
+        dpop,
+        draining: Default::default(),
+        in_flight: Default::default(),
+    });
+    let handler_gate = gate.clone();
     tokio::spawn(serve_link::<FrontBroker, _, _>(from_front, move |request| {
-        let peers = handler_peers.clone();
-        async move {
-            match request {
-                FrontRequest::Health { .. } => FrontReply::Health(health::report(&peers).await),
-            }
-        }
+        let gate = handler_gate.clone();
+        async move { latchgate_broker::router::handle(&gate, request).await }
     }));
 
-    let _ = peers.own.set(own.clone());
     control.ready(own).await?;
     tracing::info!("broker ready");
     latchgate_ipc::link::wait_for_shutdown(&control).await;

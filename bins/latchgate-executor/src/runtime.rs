@@ -118,7 +118,7 @@ pub struct Runtime {
     engine: Engine,
     registry: ModuleRegistry,
     egress: Arc<EgressClient>,
-    grant_keys: GrantKeys,
+    grant_keys: std::sync::RwLock<GrantKeys>,
     revocation_epoch: AtomicU64,
     slots: Arc<Semaphore>,
     max_memory_mb: u32,
@@ -145,7 +145,7 @@ impl Runtime {
             engine,
             registry,
             egress,
-            grant_keys: config.grant_keys,
+            grant_keys: std::sync::RwLock::new(config.grant_keys),
             revocation_epoch: AtomicU64::new(config.revocation_epoch),
             slots: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1) as usize)),
             max_memory_mb: config.max_memory_mb,
@@ -161,6 +161,11 @@ impl Runtime {
         SealReport { modules: self.registry.len(), epoch_ticker_running: !self.ticker_stop.load(Ordering::Relaxed) }
     }
 
+    /// Replaces the grant verification keys (taken from the signer at start and on rotation).
+    pub fn set_grant_keys(&self, keys: GrantKeys) {
+        *self.grant_keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
+
     /// Grants issued under an older epoch are refused from now on.
     pub fn set_revocation_epoch(&self, epoch: u64) {
         self.revocation_epoch.fetch_max(epoch, Ordering::SeqCst);
@@ -173,7 +178,12 @@ impl Runtime {
     /// Verifies the grant and the task, then runs the provider once.
     pub async fn run(&self, task: RunTask) -> Result<Outcome, RunError> {
         let now = unix_now();
-        self.grant_keys.verify(&task.grant, &task.module_digest, self.revocation_epoch(), now)?;
+        self.grant_keys.read().unwrap_or_else(|p| p.into_inner()).verify(
+            &task.grant,
+            &task.module_digest,
+            self.revocation_epoch(),
+            now,
+        )?;
         if task.grant.grant.action_id != task.action_id {
             return Err(GrantError::ActionMismatch {
                 granted: task.grant.grant.action_id.clone(),

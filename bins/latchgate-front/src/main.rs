@@ -3,6 +3,7 @@
 //! limits, and hands typed requests to the broker.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod listen;
 mod reply;
 mod routes;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 const ROLE: Role = Role::Front;
 
 fn main() {
-    process::run_child(ROLE, FrontError::code, run);
+    process::run_child(ROLE, FrontError::code, |_, _| Ok(()), run);
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,8 @@ enum FrontError {
     Ipc(#[from] latchgate_ipc::IpcError),
     #[error(transparent)]
     Confine(#[from] latchgate_core::confine::ConfineError),
+    #[error("invalid config: {0}")]
+    Config(String),
     #[error("cannot listen on {path}: {source}")]
     Listen { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -38,6 +41,7 @@ impl FrontError {
             FrontError::Ipc(e) => e.code(),
             FrontError::Confine(e) => e.code(),
             FrontError::Listen { .. } => "listen_failed",
+            FrontError::Config(_) => "config_invalid",
         }
     }
 }
@@ -46,9 +50,12 @@ impl FrontError {
 pub struct FrontState {
     pub cfg: latchgate_core::config::LoadedConfig,
     pub broker: ClientLink<FrontBroker>,
+    /// Lease verification keys, fetched through the broker (which has them from the signer).
+    pub lease_keys: latchgate_core::refresh_cache::RefreshingCache<latchgate_core::jose::LeaseVerifier>,
+    pub dpop: latchgate_core::jose::DpopVerifier,
 }
 
-async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer) -> Result<(), FrontError> {
+async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, (): ()) -> Result<(), FrontError> {
     let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
     let broker = ClientLink::spawn(endpoints.source(ChannelKind::FrontBroker)?);
     let client_listener = listen::client_socket(&mut endpoints, &cfg)?;
@@ -57,7 +64,10 @@ async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer) -> Resul
     let confinement = sealer.restrict_syscalls()?;
     tracing::info!(confinement = %confinement.summary(), "sealed");
 
-    let state = Arc::new(FrontState { cfg, broker });
+    let dpop = latchgate_core::jose::DpopVerifier::new(&cfg.config.public_base_url)
+        .map_err(|e| FrontError::Config(e.to_string()))?;
+    let lease_keys = latchgate_core::refresh_cache::RefreshingCache::new(std::time::Duration::from_secs(1));
+    let state = Arc::new(FrontState { cfg, broker, lease_keys, dpop });
     tokio::spawn(server::serve(client_listener, server::Plane::Client, state.clone()));
     tokio::spawn(server::serve(admin_listener, server::Plane::Admin, state.clone()));
 

@@ -8,11 +8,7 @@ use latchgate_core::error::{ApiError, ErrorCode};
 pub type HttpResponse = Response<Full<Bytes>>;
 
 pub fn json(status: u16, body: &serde_json::Value) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    raw_json(status, body.to_string())
 }
 
 pub fn error(err: &ApiError) -> HttpResponse {
@@ -31,10 +27,19 @@ pub fn code(code: ErrorCode) -> HttpResponse {
 
 /// The broker (or something behind it) could not be reached: fail closed.
 pub fn component_unavailable(component: &str, cause: &latchgate_ipc::IpcError) -> HttpResponse {
+    error(&unavailable_error(component, cause))
+}
+
+pub fn unavailable_error(component: &str, cause: &latchgate_ipc::IpcError) -> ApiError {
     tracing::warn!(component, code = cause.code(), "dependency unavailable");
-    error(
-        &ApiError::new(ErrorCode::ComponentUnavailable)
-            .with_reason(format!("{component} unavailable"))
-            .with_retry_after(1),
-    )
+    ApiError::new(ErrorCode::ComponentUnavailable).with_reason(format!("{component} unavailable")).with_retry_after(1)
+}
+
+/// A JSON body the broker already rendered.
+pub fn raw_json(status: u16, body: String) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

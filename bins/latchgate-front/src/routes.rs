@@ -1,4 +1,6 @@
-//! Routing: which paths exist on which plane, and their handlers.
+//! Routing: which paths exist on which plane, and their handlers. Agent
+//! routes exist only on the client socket; the admin socket serves operator
+//! routes (and `/healthz`).
 
 use crate::FrontState;
 use crate::reply::{self, HttpResponse};
@@ -16,6 +18,43 @@ use std::time::Duration;
 
 /// How long `/readyz` waits for the broker's view of the gate.
 const READYZ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Catalogue and key lookups are cheap for the broker.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The agent routes, parsed from method and path.
+enum ClientRoute {
+    Healthz,
+    Readyz,
+    Leases,
+    Jwks,
+    Actions,
+    Action(String),
+    RequestSchema(String),
+    Execute(String),
+    Receipt(String),
+}
+
+fn client_route(method: &Method, path: &str) -> Result<ClientRoute, ErrorCode> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (route, allowed) = match segments.as_slice() {
+        ["healthz"] => (ClientRoute::Healthz, Method::GET),
+        ["readyz"] => (ClientRoute::Readyz, Method::GET),
+        ["v1", "leases"] => (ClientRoute::Leases, Method::POST),
+        [".well-known", "jwks.json"] => (ClientRoute::Jwks, Method::GET),
+        ["v1", "actions"] => (ClientRoute::Actions, Method::GET),
+        ["v1", "actions", id] if !id.is_empty() => (ClientRoute::Action(id.to_string()), Method::GET),
+        ["v1", "actions", id, "schema", "request"] if !id.is_empty() => {
+            (ClientRoute::RequestSchema(id.to_string()), Method::GET)
+        }
+        ["v1", "actions", id, "execute"] if !id.is_empty() => (ClientRoute::Execute(id.to_string()), Method::POST),
+        ["v1", "receipts", id] if !id.is_empty() => (ClientRoute::Receipt(id.to_string()), Method::GET),
+        _ => return Err(ErrorCode::NotFound),
+    };
+    if *method != allowed {
+        return Err(ErrorCode::MethodNotAllowed);
+    }
+    Ok(route)
+}
 
 pub async fn handle(
     state: Arc<FrontState>,
@@ -24,20 +63,77 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
     let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_string();
-    let response = match (plane, &parts.method, path.as_str()) {
-        (_, &Method::GET, "/healthz") => reply::json(200, &json!({"status": "ok"})),
-        (Plane::Client, &Method::GET, "/readyz") => readyz(&state, peer).await,
-        (_, _, "/healthz") | (Plane::Client, _, "/readyz") => reply::code(ErrorCode::MethodNotAllowed),
-        _ => {
-            // Read (bounded) so the connection stays usable; an over-limit body is 413 on any route.
-            match read_body(&state, body).await {
-                Ok(_) => reply::code(ErrorCode::NotFound),
-                Err(too_large_or_slow) => too_large_or_slow,
-            }
-        }
+    let response = match plane {
+        Plane::Client => client(&state, peer, parts, body).await,
+        Plane::Admin => match (&parts.method, parts.uri.path()) {
+            (&Method::GET, "/healthz") => reply::json(200, &json!({"status": "ok"})),
+            (_, "/healthz") => reply::code(ErrorCode::MethodNotAllowed),
+            _ => drain_then(&state, body, reply::code(ErrorCode::NotFound)).await,
+        },
     };
     Ok(response)
+}
+
+async fn client(state: &FrontState, peer: PeerCred, parts: http::request::Parts, body: Incoming) -> HttpResponse {
+    let route = match client_route(&parts.method, parts.uri.path()) {
+        Ok(route) => route,
+        Err(code) => return drain_then(state, body, reply::code(code)).await,
+    };
+    match route {
+        ClientRoute::Healthz => reply::json(200, &json!({"status": "ok"})),
+        ClientRoute::Readyz => readyz(state, peer).await,
+        ClientRoute::Jwks => call(state, FrontRequest::LeaseKeys, LOOKUP_TIMEOUT).await,
+        ClientRoute::Actions => call(state, FrontRequest::ListActions, LOOKUP_TIMEOUT).await,
+        ClientRoute::Action(action_id) => call(state, FrontRequest::GetAction { action_id }, LOOKUP_TIMEOUT).await,
+        ClientRoute::RequestSchema(action_id) => {
+            call(state, FrontRequest::GetRequestSchema { action_id }, LOOKUP_TIMEOUT).await
+        }
+        ClientRoute::Leases => match read_body(state, body).await {
+            Ok(body) => {
+                call(state, FrontRequest::IssueLease { peer, body: body.to_vec() }, request_timeout(state)).await
+            }
+            Err(response) => response,
+        },
+        ClientRoute::Execute(action_id) => {
+            let auth = crate::auth::check(state, &parts).await;
+            let body = read_body(state, body).await;
+            match (auth, body) {
+                (Err(e), _) => reply::error(&e),
+                (_, Err(response)) => response,
+                (Ok(auth), Ok(body)) => {
+                    let request = FrontRequest::Execute { peer, auth, action_id, body: body.to_vec() };
+                    call(state, request, request_timeout(state)).await
+                }
+            }
+        }
+        ClientRoute::Receipt(receipt_id) => match crate::auth::check(state, &parts).await {
+            Ok(auth) => call(state, FrontRequest::GetReceipt { peer, auth, receipt_id }, LOOKUP_TIMEOUT).await,
+            Err(e) => reply::error(&e),
+        },
+    }
+}
+
+fn request_timeout(state: &FrontState) -> Duration {
+    Duration::from_millis(state.cfg.config.limits.request_timeout_ms)
+}
+
+/// One broker round trip rendered as HTTP.
+async fn call(state: &FrontState, request: FrontRequest, timeout: Duration) -> HttpResponse {
+    match state.broker.call(request, timeout).await {
+        Ok(FrontReply::Json { status, body }) => reply::raw_json(status, body),
+        Ok(FrontReply::LeaseKeys { jwks_json }) => reply::raw_json(200, jwks_json),
+        Ok(FrontReply::Error(e)) => reply::error(&e),
+        Ok(FrontReply::Health(_)) => reply::code(ErrorCode::InternalError),
+        Err(e) => reply::component_unavailable("broker", &e),
+    }
+}
+
+/// Read (bounded) an unused body so the connection stays usable; an over-limit body is 413 on any route.
+async fn drain_then(state: &FrontState, body: Incoming, response: HttpResponse) -> HttpResponse {
+    match read_body(state, body).await {
+        Ok(_) => response,
+        Err(too_large_or_slow) => too_large_or_slow,
+    }
 }
 
 /// The request body, bounded in size and time.

@@ -2,4 +2,6 @@
 //! without starting the process.
 #![forbid(unsafe_code)]
 
+pub mod grant_book;
 pub mod keystore;
+pub mod service;

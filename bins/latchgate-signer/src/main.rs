@@ -8,18 +8,29 @@ use latchgate_core::process;
 use latchgate_core::role::Role;
 use latchgate_ipc::child::ChildError;
 use latchgate_ipc::link::{Endpoints, serve_link};
-use latchgate_ipc::messages::broker_signer::{SignerReply, SignerRequest};
-use latchgate_ipc::messages::executor_signer::{SecretsReply, SecretsRequest};
 use latchgate_ipc::messages::status::ProcessStatus;
 use latchgate_ipc::{BrokerSigner, ChannelKind, ExecutorSigner};
+use latchgate_signer::keystore::KeyStore;
+use latchgate_signer::service::SignerService;
+use std::sync::Arc;
 
 const ROLE: Role = Role::Signer;
 
 fn main() {
-    process::run_child(ROLE, ChildError::code, run);
+    // Keys are loaded (and generated on first run) before Landlock makes the key dir read-only.
+    process::run_child(ROLE, ChildError::code, load_keys, run);
 }
 
-async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer) -> Result<(), ChildError> {
+fn load_keys(
+    cfg: &latchgate_core::config::LoadedConfig,
+    _: &mut latchgate_core::confine::SealInputs,
+) -> Result<KeyStore, ChildError> {
+    let keys = KeyStore::load_or_generate(&cfg.key_dir()).map_err(|e| ChildError::setup(e.code(), e))?;
+    tracing::info!(?keys, "keys loaded");
+    Ok(keys)
+}
+
+async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, keys: KeyStore) -> Result<(), ChildError> {
     let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
     let from_broker = endpoints.source(ChannelKind::BrokerSigner)?;
     let from_executor = endpoints.source(ChannelKind::ExecutorSigner)?;
@@ -27,23 +38,17 @@ async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer) -> Resul
     let confinement = sealer.restrict_syscalls()?;
     tracing::info!(confinement = %confinement.summary(), "sealed");
     let status = move || ProcessStatus::current(ROLE, true, Some(confinement.clone()));
-    let (for_broker, for_executor) = (status.clone(), status.clone());
+    let service = Arc::new(SignerService::new(keys));
 
+    let (for_broker, for_executor) = (status.clone(), status.clone());
+    let broker_service = service.clone();
     tokio::spawn(serve_link::<BrokerSigner, _, _>(from_broker, move |request| {
-        let status = for_broker();
-        async move {
-            match request {
-                SignerRequest::Ping => SignerReply::Pong(status),
-            }
-        }
+        let reply = broker_service.handle_broker(request, for_broker());
+        async move { reply }
     }));
     tokio::spawn(serve_link::<ExecutorSigner, _, _>(from_executor, move |request| {
-        let status = for_executor();
-        async move {
-            match request {
-                SecretsRequest::Ping => SecretsReply::Pong(status),
-            }
-        }
+        let reply = service.handle_executor(request, for_executor());
+        async move { reply }
     }));
 
     control.ready(status()).await?;

@@ -83,6 +83,10 @@ impl SealInputs {
             ("providers_dir".to_string(), config.providers_dir()),
             ("key_dir".to_string(), config.key_dir()),
         ]);
+        let mut paths = paths;
+        if let Some(fs_root) = config.fs_root() {
+            paths.insert("fs_root".to_string(), fs_root);
+        }
         SealInputs { profiles_dir, paths, tcp_connect_ports: Vec::new(), mode: config.config.confinement }
     }
 }
@@ -228,6 +232,6 @@ mod tests {
         for name in inputs.paths.keys() {
             assert!(PLACEHOLDERS.contains(&name.as_str()), "{name} not documented in PLACEHOLDERS");
         }
-        assert!(!inputs.paths.contains_key("fs_root"), "fs_root has no config field yet");
+        assert!(!inputs.paths.contains_key("fs_root"), "fs_root is only set when configured");
     }
 }

@@ -45,7 +45,7 @@ pub enum Audience {
 }
 
 impl Audience {
-    fn contains(&self, wanted: &str) -> bool {
+    pub fn contains(&self, wanted: &str) -> bool {
         match self {
             Audience::One(a) => a == wanted,
             Audience::Many(all) => all.iter().any(|a| a == wanted),
@@ -220,6 +220,12 @@ pub struct LeaseVerifier {
 }
 
 impl LeaseVerifier {
+    /// [`LeaseVerifier::from_jwks`] of a JWKS document given as JSON text.
+    pub fn from_jwks_json(jwks_json: &str) -> Result<LeaseVerifier, String> {
+        let jwks: LeaseJwks = serde_json::from_str(jwks_json).map_err(|e| format!("lease JWKS: {e}"))?;
+        LeaseVerifier::from_jwks(&jwks).map_err(|e| format!("lease JWKS key: {e}"))
+    }
+
     /// Trust the keys of a lease JWKS; each `kid` must equal its key's thumbprint.
     pub fn from_jwks(jwks: &LeaseJwks) -> Result<LeaseVerifier, JwkError> {
         let mut verifier = LeaseVerifier::default();

@@ -9,6 +9,7 @@ pub mod jwk;
 pub mod jwks;
 pub mod jws;
 pub mod lease;
+pub mod request_auth;
 
 pub use b64::{Base64UrlError, b64url_decode, b64url_encode};
 pub use dpop::{DpopClaims, DpopError, DpopVerifier, access_token_hash, verify_dpop_proof};
@@ -17,6 +18,7 @@ pub use jwk::{EcPublicJwk, JwkError, ec_kid, ed25519_kid, jwk_thumbprint};
 pub use jwks::{EcSigningJwk, Jwks, LeaseJwks, OkpSigningJwk, ReceiptJwks};
 pub use jws::{EcdsaKeyPair, SignError, es256_key_from_pkcs8, es256_public_jwk, generate_es256_pkcs8, sign_es256_jws};
 pub use lease::{
-    Audience, Confirmation, LEASE_DEFAULT_TTL_SECONDS, LEASE_MAX_TTL_SECONDS, LeaseBudgets, LeaseClaims, LeaseError,
-    LeaseParams, LeaseVerifier, clamp_lease_ttl,
+    Audience, Confirmation, LEASE_AUDIENCE, LEASE_DEFAULT_TTL_SECONDS, LEASE_ISSUER, LEASE_MAX_TTL_SECONDS,
+    LeaseBudgets, LeaseClaims, LeaseError, LeaseParams, LeaseVerifier, clamp_lease_ttl,
 };
+pub use request_auth::{AuthHeaders, Authenticated, authenticate, dpop_access_token};

@@ -1,4 +1,5 @@
-//! front → broker.
+//! front → broker. One variant per agent route the broker answers; the front
+//! keeps HTTP to itself and sends only typed, size-bounded requests.
 
 use super::status::HealthReport;
 use latchgate_core::error::ApiError;
@@ -12,14 +13,61 @@ pub struct PeerCred {
     pub pid: i32,
 }
 
+/// The authentication material of one request, exactly as received; the
+/// broker verifies it again rather than trusting the front's verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestAuth {
+    pub authorization: String,
+    pub dpop: String,
+    pub method: String,
+    /// Request path (no query), from which the expected `htu` is built.
+    pub path: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FrontRequest {
     /// Readiness of every process (for `/readyz`).
-    Health { peer: PeerCred },
+    Health {
+        peer: PeerCred,
+    },
+    /// Lease verification keys (JWKS JSON) for the front's own checks.
+    LeaseKeys,
+    /// `POST /v1/leases` with its raw body.
+    IssueLease {
+        peer: PeerCred,
+        body: Vec<u8>,
+    },
+    ListActions,
+    GetAction {
+        action_id: String,
+    },
+    GetRequestSchema {
+        action_id: String,
+    },
+    /// `POST /v1/actions/{id}/execute` with the raw body (the action's params).
+    Execute {
+        peer: PeerCred,
+        auth: RequestAuth,
+        action_id: String,
+        body: Vec<u8>,
+    },
+    GetReceipt {
+        peer: PeerCred,
+        auth: RequestAuth,
+        receipt_id: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FrontReply {
     Health(HealthReport),
+    LeaseKeys {
+        jwks_json: String,
+    },
+    /// A JSON answer with its HTTP status.
+    Json {
+        status: u16,
+        body: String,
+    },
     Error(ApiError),
 }

@@ -1,0 +1,443 @@
+//! `POST /v1/actions/{id}/execute`, in the order of ARCHITECTURE.md: every
+//! step that can refuse runs before the budget is debited, and the answer is
+//! sent only after the evidence transaction committed.
+
+mod effects;
+mod sinks;
+
+use crate::auth::{authenticate_request, state_error};
+use crate::gate::{Gate, unix_now};
+use crate::ledger::{Finalization, IntentResolution, LedgerError, NewAuditEvent, NewIntent};
+use crate::peers::{signer_refused, unavailable};
+use crate::policy::{Budgets, PolicyAction, PolicyDecision, PolicyEgress, PolicyInput, TrustVerdict};
+use crate::state::{BudgetLimits, BudgetSnapshot, DebitOutcome};
+use latchgate_core::error::{ApiError, ErrorCode};
+use latchgate_core::grant::{Grant, SignedGrant};
+use latchgate_core::jose::LeaseClaims;
+use latchgate_core::manifest::{ProviderKind, RegisteredAction};
+use latchgate_core::receipt::{Receipt, rfc3339};
+use latchgate_ipc::messages::broker_executor::{ExecutorReply, ExecutorRequest, Outcome, RunTask};
+use latchgate_ipc::messages::broker_signer::{SignerReply, SignerRequest};
+use latchgate_ipc::messages::front_broker::{PeerCred, RequestAuth};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// A grant lives long enough to be dispatched, not to be hoarded.
+const GRANT_TTL_SECONDS: i64 = 60;
+/// Beyond the action's own timeout, the time dispatch may take end to end.
+const DISPATCH_GRACE: Duration = Duration::from_secs(5);
+
+/// An HTTP answer: status and JSON body.
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// Everything decided before dispatch; an approval would store this plan.
+struct Plan {
+    trace_id: String,
+    action: Arc<RegisteredAction>,
+    lease: LeaseClaims,
+    params: Value,
+    request_hash: String,
+    decision: PolicyDecision,
+    cost_cents: u64,
+}
+
+pub async fn execute(
+    gate: &Gate,
+    peer: &PeerCred,
+    auth: &RequestAuth,
+    action_id: &str,
+    body: &[u8],
+) -> Result<Answer, ApiError> {
+    gate.drain_guard()?;
+    let lease = authenticate_request(gate, peer, auth).await?;
+    let trace_id = uuid::Uuid::new_v4().to_string();
+    let plan = match decide(gate, lease, action_id, body, &trace_id).await {
+        Ok(plan) => plan,
+        Err(Refusal { error, lease }) => {
+            record_denial(gate, &trace_id, action_id, lease.as_ref(), &error).await?;
+            return Err(error);
+        }
+    };
+    if plan.decision.requires_approval {
+        return hold_for_approval(gate, &plan).await;
+    }
+    gate.in_flight.fetch_add(1, Ordering::SeqCst);
+    let answer = run_plan(gate, plan).await;
+    gate.in_flight.fetch_sub(1, Ordering::SeqCst);
+    answer
+}
+
+/// A refusal before anything was debited, with the lease when known (for the audit event).
+struct Refusal {
+    error: ApiError,
+    lease: Option<LeaseClaims>,
+}
+
+async fn decide(
+    gate: &Gate,
+    lease: LeaseClaims,
+    action_id: &str,
+    body: &[u8],
+    trace_id: &str,
+) -> Result<Plan, Refusal> {
+    let refuse = |error: ApiError, lease: &LeaseClaims| Refusal { error, lease: Some(lease.clone()) };
+    let Some(action) = gate.registry.get(action_id).cloned() else {
+        return Err(refuse(ApiError::new(ErrorCode::ActionNotFound), &lease));
+    };
+    let digest_verified = gate.trust.is_trusted(action_id);
+    if !digest_verified {
+        return Err(refuse(ApiError::new(ErrorCode::ActionDigestMismatch), &lease));
+    }
+    let params = action
+        .parse_request(body)
+        .map_err(|v| refuse(ApiError::new(v.error_code()).with_reason(v.reason.clone()), &lease))?;
+    let request_hash = latchgate_core::jcs::hash(&params).map_err(|_| {
+        refuse(ApiError::new(ErrorCode::BadRequest).with_reason("request cannot be canonicalised"), &lease)
+    })?;
+    let manifest = action.manifest();
+    let sinks = sinks::requested_sinks(manifest, &params).map_err(|e| refuse(e, &lease))?;
+    sinks::precheck(manifest, &sinks).map_err(|e| refuse(e, &lease))?;
+    let budget = session_budget(gate, &lease).await.map_err(|e| refuse(e, &lease))?;
+    let input = PolicyInput {
+        principal: lease.sub.clone(),
+        session_id: lease.sid.clone(),
+        scopes: lease.scopes.clone(),
+        required_scopes: manifest.required_scopes.clone(),
+        action: PolicyAction {
+            id: manifest.action_id.clone(),
+            version: manifest.version.clone(),
+            risk_level: manifest.risk_level,
+        },
+        trust: TrustVerdict { digest_verified },
+        requested_sinks: sinks,
+        requested_secrets: manifest.secrets.iter().map(|s| s.name.clone()).collect(),
+        egress: PolicyEgress {
+            profile: manifest.egress.profile,
+            allowed_domains: manifest.egress.allowed_domains.clone(),
+        },
+        budgets_before: Budgets {
+            calls_used: budget.used_calls,
+            max_calls: budget.limits.max_calls,
+            cost_used: budget.used_cost_cents,
+            max_cost: budget.limits.max_cost_cents,
+        },
+        unresolved_domains: Vec::new(),
+    };
+    let decision = gate.policy.evaluate(&input).map_err(|e| {
+        tracing::warn!(code = e.code(), error = %e, "policy evaluation failed");
+        refuse(ApiError::new(e.error_code()).with_retry_after(1), &lease)
+    })?;
+    if !decision.allow {
+        let reason = decision.deny_reason.clone().unwrap_or_else(|| "policy_denied".into());
+        let code = if reason == "budget_exhausted" { ErrorCode::BudgetExhausted } else { ErrorCode::PolicyDenied };
+        let error = ApiError::new(code).with_deny_reason(reason.clone()).with_remediation(remediation_for(&reason));
+        return Err(refuse(error, &lease));
+    }
+    let cost_cents =
+        decision.budgets_after.map(|after| after.cost_used.saturating_sub(budget.used_cost_cents)).unwrap_or(0);
+    Ok(Plan { trace_id: trace_id.to_string(), action, lease, params, request_hash, decision, cost_cents })
+}
+
+fn remediation_for(reason: &str) -> &'static str {
+    match reason {
+        "principal_not_permitted" => "ask an operator: latchgate policy grant <principal> <action>",
+        "missing_required_scopes" => "request a lease with the action's required_scopes",
+        "egress_not_allowed" => "the destination is not in the action's allowed_domains",
+        "budget_exhausted" => "the session's budget is spent; request a new lease",
+        "untrusted_provider_digest" => "the provider module does not match its pinned digest",
+        _ => "see the policy's deny_reason",
+    }
+}
+
+/// The session's budget; a lease whose budget the store no longer has (a
+/// store restarted without persistence) starts fresh from the lease's limits.
+async fn session_budget(gate: &Gate, lease: &LeaseClaims) -> Result<BudgetSnapshot, ApiError> {
+    if let Some(snapshot) = gate.state.budget_snapshot(&lease.sid).await.map_err(state_error)? {
+        return Ok(snapshot);
+    }
+    let limits = BudgetLimits { max_calls: lease.budgets.max_calls, max_cost_cents: lease.budgets.max_cost_usd_cents };
+    let ttl = u64::try_from(lease.exp - unix_now()).unwrap_or(0).max(1);
+    gate.state.init_session_budget(&lease.sid, limits, ttl).await.map_err(state_error)?;
+    gate.state
+        .budget_snapshot(&lease.sid)
+        .await
+        .map_err(state_error)?
+        .ok_or_else(|| ApiError::new(ErrorCode::BudgetStoreUnavailable).with_retry_after(1))
+}
+
+/// 202: the operator side (issue "approvals") decides; the plan hash names what was asked.
+async fn hold_for_approval(gate: &Gate, plan: &Plan) -> Result<Answer, ApiError> {
+    let approval_id = uuid::Uuid::new_v4().to_string();
+    let mut event = audit_event("approval_pending", plan);
+    event.decision = Some("pending_approval".into());
+    event.payload = json!({"approval_id": approval_id, "request_hash": plan.request_hash, "risk_level": plan.action.manifest().risk_level});
+    gate.ledger.append_event(event).await.map_err(persistence_failed)?;
+    Ok(Answer {
+        status: 202,
+        body: json!({
+            "decision": "pending_approval",
+            "approval_id": approval_id,
+            "request_hash": plan.request_hash,
+            "trace_id": plan.trace_id,
+        }),
+    })
+}
+
+fn audit_event(event_type: &str, plan: &Plan) -> NewAuditEvent {
+    let mut event = NewAuditEvent::new(event_type);
+    event.trace_id = Some(plan.trace_id.clone());
+    event.action_id = Some(plan.action.id().to_string());
+    event.principal = Some(plan.lease.sub.clone());
+    event.session_id = Some(plan.lease.sid.clone());
+    event
+}
+
+async fn record_denial(
+    gate: &Gate,
+    trace_id: &str,
+    action_id: &str,
+    lease: Option<&LeaseClaims>,
+    error: &ApiError,
+) -> Result<(), ApiError> {
+    let mut event = NewAuditEvent::new("action_denied");
+    event.trace_id = Some(trace_id.to_string());
+    event.action_id = Some(action_id.chars().take(128).collect());
+    event.principal = lease.map(|l| l.sub.clone());
+    event.session_id = lease.map(|l| l.sid.clone());
+    event.decision = Some("denied".into());
+    event.payload = json!({"error": error.code.as_str(), "deny_reason": error.deny_reason, "reason": error.reason});
+    gate.ledger.append_event(event).await.map(|_| ()).map_err(persistence_failed)
+}
+
+fn persistence_failed(e: LedgerError) -> ApiError {
+    tracing::error!(code = e.code(), error = %e, "evidence not persisted");
+    ApiError::new(ErrorCode::EvidencePersistenceFailed)
+}
+
+/// Debit → grant → intent → dispatch → assess → receipt → evidence.
+async fn run_plan(gate: &Gate, plan: Plan) -> Result<Answer, ApiError> {
+    let session = plan.lease.sid.clone();
+    match gate.state.debit(&session, 1, plan.cost_cents).await.map_err(state_error)? {
+        DebitOutcome::Debited(_) => {}
+        DebitOutcome::Exhausted(_) => {
+            let error = ApiError::new(ErrorCode::BudgetExhausted).with_deny_reason("budget_exhausted");
+            record_denial(gate, &plan.trace_id, plan.action.id(), Some(&plan.lease), &error).await?;
+            return Err(error);
+        }
+        DebitOutcome::UnknownSession => {
+            return Err(ApiError::new(ErrorCode::BudgetStoreUnavailable).with_retry_after(1));
+        }
+    }
+    // Until dispatch starts, any failure gives the debit back.
+    let refund = || async {
+        if let Err(e) = gate.state.refund(&session, 1, plan.cost_cents).await {
+            tracing::error!(code = e.code(), error = %e, "budget refund failed");
+        }
+    };
+    let epoch = match gate.state.revocation_epoch().await {
+        Ok(epoch) => epoch,
+        Err(e) => {
+            refund().await;
+            return Err(state_error(e));
+        }
+    };
+    let grant = match sign_grant(gate, &plan, epoch).await {
+        Ok(grant) => grant,
+        Err(e) => {
+            refund().await;
+            return Err(e);
+        }
+    };
+    let intent = NewIntent {
+        intent_id: uuid::Uuid::new_v4().to_string(),
+        grant_id: grant.grant.grant_id.clone(),
+        trace_id: plan.trace_id.clone(),
+        action_id: plan.action.id().to_string(),
+        request_hash: plan.request_hash.clone(),
+    };
+    let intent_id = intent.intent_id.clone();
+    if let Err(e) = gate.ledger.record_intent_and_consume_grant(intent).await {
+        refund().await;
+        return Err(match e {
+            LedgerError::GrantConsumed(_) => ApiError::new(ErrorCode::GrantConsumed),
+            other => persistence_failed(other),
+        });
+    }
+    let started_at = rfc3339(OffsetDateTime::now_utc());
+    let outcome = match dispatch(gate, &plan, grant.clone(), epoch).await {
+        Dispatched::Ran(outcome) => outcome,
+        Dispatched::Refused { code, message } => {
+            // Nothing ran: the executor refused before starting the provider.
+            tracing::error!(%code, %message, "executor refused the task");
+            refund().await;
+            let mut event = audit_event("action_failed", &plan);
+            event.decision = Some("failed".into());
+            event.payload = json!({"intent_id": intent_id, "executor_refusal": code});
+            gate.ledger.fail_intent(intent_id, event).await.map_err(persistence_failed)?;
+            return Err(ApiError::new(ErrorCode::ActionExecutionFailed).with_reason(code));
+        }
+        Dispatched::Lost(error) => {
+            // The provider may have run: no refund, the intent stays pending for an operator.
+            tracing::error!(intent = %intent_id, "executor lost mid-call; intent left unresolved");
+            return Err(error);
+        }
+    };
+    let finished_at = rfc3339(OffsetDateTime::now_utc());
+    let assessment = effects::assess(&plan.action, &outcome, gate.cfg.config.response_schema_enforcement);
+    let mut receipt = Receipt {
+        receipt_id: uuid::Uuid::new_v4().to_string(),
+        grant_id: grant.grant.grant_id.clone(),
+        trace_id: plan.trace_id.clone(),
+        action_id: plan.action.id().to_string(),
+        provider_module_digest: plan.action.manifest().provider_module_digest.clone(),
+        provider_receipt: assessment.provider_receipt,
+        normalized_result: assessment.normalized,
+        verification_outcome: assessment.verification,
+        result_hash: String::new(),
+        receipt_signature: String::new(),
+        signing_key_id: String::new(),
+        started_at,
+        finished_at,
+        failure_class: assessment.failure_class.clone(),
+        approved_by: None,
+    };
+    sign_receipt(gate, &mut receipt).await?;
+    let succeeded = assessment.failure_class.is_none();
+    let mut event = audit_event(if succeeded { "action_executed" } else { "action_failed" }, &plan);
+    event.decision = Some(if succeeded { "executed" } else { "failed" }.into());
+    event.payload = json!({
+        "intent_id": intent_id, "receipt_id": receipt.receipt_id, "grant_id": receipt.grant_id,
+        "request_hash": plan.request_hash, "failure_class": receipt.failure_class,
+        "policy_version": plan.decision.policy_version,
+    });
+    let finalization = Finalization {
+        intent_id,
+        receipt: receipt.clone(),
+        resolution: if succeeded { IntentResolution::Resolved } else { IntentResolution::Failed },
+        event,
+    };
+    gate.ledger.finalize(finalization).await.map_err(persistence_failed)?;
+
+    let runtime = json!({
+        "duration_ms": outcome.duration_us as f64 / 1000.0,
+        "fuel_consumed": outcome.fuel_consumed,
+        "io_calls": outcome.io_calls,
+    });
+    if !succeeded {
+        return Ok(Answer {
+            status: 502,
+            body: json!({
+                "error": ErrorCode::ActionExecutionFailed.as_str(),
+                "failure_class": receipt.failure_class,
+                "trace_id": plan.trace_id, "action_id": receipt.action_id,
+                "grant_id": receipt.grant_id, "receipt_id": receipt.receipt_id,
+                "runtime": runtime,
+            }),
+        });
+    }
+    let mut verification = serde_json::Map::new();
+    verification.insert("outcome".into(), receipt.verification_outcome.status.clone().into());
+    verification.extend(receipt.verification_outcome.details.clone());
+    Ok(Answer {
+        status: 200,
+        body: json!({
+            "decision": "executed",
+            "trace_id": plan.trace_id,
+            "action_id": receipt.action_id,
+            "grant_id": receipt.grant_id,
+            "receipt_id": receipt.receipt_id,
+            "request_hash": plan.request_hash,
+            "output": assessment.output,
+            "verification": verification,
+            "runtime": runtime,
+        }),
+    })
+}
+
+async fn sign_grant(gate: &Gate, plan: &Plan, epoch: u64) -> Result<SignedGrant, ApiError> {
+    let now = unix_now();
+    let manifest = plan.action.manifest();
+    let grant = Grant {
+        grant_id: uuid::Uuid::new_v4().to_string(),
+        trace_id: plan.trace_id.clone(),
+        action_id: manifest.action_id.clone(),
+        action_version: manifest.version.clone(),
+        provider_module_digest: manifest.provider_module_digest.clone(),
+        request_hash: plan.request_hash.clone(),
+        principal: plan.lease.sub.clone(),
+        session_id: plan.lease.sid.clone(),
+        epoch,
+        issued_at: now,
+        expires_at: now + GRANT_TTL_SECONDS,
+        allowed_sinks: plan.decision.allowed_sinks.clone(),
+        approved_secrets: plan.decision.approved_secrets.clone(),
+        approved_by: None,
+    };
+    match gate.peers.sign(SignerRequest::SignGrant { grant: Box::new(grant) }).await? {
+        SignerReply::Grant(signed) => Ok(*signed),
+        other => Err(signer_refused(other)),
+    }
+}
+
+async fn sign_receipt(gate: &Gate, receipt: &mut Receipt) -> Result<(), ApiError> {
+    let receipt_json = serde_json::to_string(&*receipt).map_err(|_| ApiError::new(ErrorCode::InternalError))?;
+    match gate.peers.sign(SignerRequest::SignReceipt { receipt_json }).await {
+        Ok(SignerReply::Receipt { signing_key_id, result_hash, signature }) => {
+            receipt.signing_key_id = signing_key_id;
+            receipt.result_hash = result_hash;
+            receipt.receipt_signature = latchgate_core::jose::b64url_encode(&signature);
+            Ok(())
+        }
+        // The effect may have happened and cannot be evidenced: the intent stays pending.
+        Ok(other) => Err({
+            signer_refused(other);
+            ApiError::new(ErrorCode::EvidencePersistenceFailed)
+        }),
+        Err(e) => Err(ApiError { code: ErrorCode::EvidencePersistenceFailed, ..e }),
+    }
+}
+
+enum Dispatched {
+    Ran(Box<Outcome>),
+    Refused {
+        code: String,
+        message: String,
+    },
+    /// The executor did not answer: whether the provider ran is unknown.
+    Lost(ApiError),
+}
+
+async fn dispatch(gate: &Gate, plan: &Plan, grant: SignedGrant, epoch: u64) -> Dispatched {
+    let manifest = plan.action.manifest();
+    let task = RunTask {
+        action_id: manifest.action_id.clone(),
+        module_digest: manifest.provider_module_digest.clone(),
+        params_json: plan.params.to_string(),
+        template: manifest.template.clone(),
+        required_imports: manifest.required_imports.clone(),
+        limits: manifest.resource_limits.clone(),
+        egress: manifest.egress.clone(),
+        fs_root: (manifest.provider == ProviderKind::Fs).then(|| gate.cfg.fs_root().unwrap_or_default()),
+        grant,
+    };
+    let timeout = Duration::from_secs(u64::from(manifest.resource_limits.timeout_seconds)) + DISPATCH_GRACE;
+    let request = ExecutorRequest::Run { task: Box::new(task), revocation_epoch: epoch };
+    match gate.peers.executor.call(request, timeout).await {
+        Ok(ExecutorReply::Ran(outcome)) => Dispatched::Ran(outcome),
+        Ok(ExecutorReply::Refused { code, message }) => Dispatched::Refused { code, message },
+        Ok(other) => {
+            tracing::error!(reply = ?other, "unexpected executor reply");
+            Dispatched::Lost(ApiError::new(ErrorCode::ActionExecutionFailed))
+        }
+        Err(e) => {
+            let error = unavailable("executor", &e);
+            Dispatched::Lost(ApiError { code: ErrorCode::ActionExecutionFailed, ..error })
+        }
+    }
+}

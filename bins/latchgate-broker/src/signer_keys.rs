@@ -1,0 +1,51 @@
+//! The signer's public keys as the broker uses them: a lease verifier and the
+//! JWKS documents it serves. Fetched from the signer on first use and again
+//! when a lease names a key id not seen yet (rotation), at most once a second.
+
+use crate::peers::Peers;
+use latchgate_core::error::{ApiError, ErrorCode};
+use latchgate_core::jose::LeaseVerifier;
+use latchgate_core::refresh_cache::RefreshingCache;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct KnownKeys {
+    pub lease_verifier: LeaseVerifier,
+    pub lease_jwks_json: String,
+    pub receipt_jwks_json: String,
+}
+
+pub struct SignerKeys(RefreshingCache<KnownKeys>);
+
+impl Default for SignerKeys {
+    fn default() -> Self {
+        SignerKeys(RefreshingCache::new(Duration::from_secs(1)))
+    }
+}
+
+impl SignerKeys {
+    pub async fn get(&self, peers: &Peers) -> Result<Arc<KnownKeys>, ApiError> {
+        self.0.get(|| fetch(peers)).await
+    }
+
+    pub async fn refresh(&self, peers: &Peers) -> Result<Arc<KnownKeys>, ApiError> {
+        self.0.refresh(|| fetch(peers)).await
+    }
+}
+
+async fn fetch(peers: &Peers) -> Result<KnownKeys, ApiError> {
+    let public = peers.public_keys().await?;
+    let lease_verifier = lease_verifier_from_json(&public.lease_jwks_json)?;
+    Ok(KnownKeys {
+        lease_verifier,
+        lease_jwks_json: public.lease_jwks_json,
+        receipt_jwks_json: public.receipt_jwks_json,
+    })
+}
+
+fn lease_verifier_from_json(jwks_json: &str) -> Result<LeaseVerifier, ApiError> {
+    LeaseVerifier::from_jwks_json(jwks_json).map_err(|e| {
+        tracing::error!(error = %e, "signer sent unusable lease keys");
+        ApiError::new(ErrorCode::InternalError)
+    })
+}
