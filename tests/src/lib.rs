@@ -63,14 +63,34 @@ impl GateDir {
     /// is appended (TOML tables for the test's needs).
     pub fn write_config(&self, top: &str, extra: &str) {
         let repo = repo_root();
-        let text = format!(
-            "{top}\nruntime_dir = \"{run}\"\nstate_dir = \"{root}/state\"\nmanifests_dir = \"{repo}/manifests\"\n\
-             policies_dir = \"{repo}/policies\"\nproviders_dir = \"{repo}/providers\"\nsandbox_profiles_dir = \"{repo}/sandbox-profiles\"\n\n[keys]\ndir = \"{root}/keys\"\n\n{extra}\n",
-            run = self.run_dir().display(),
-            root = self.root.display(),
-            repo = repo.display(),
+        let mut text = format!(
+            "{top}\nruntime_dir = \"{}\"\nstate_dir = \"{}/state\"\n",
+            self.run_dir().display(),
+            self.root.display()
         );
+        // Paths the test did not set itself come from the checkout.
+        for (key, dir) in [
+            ("manifests_dir", "manifests"),
+            ("policies_dir", "policies"),
+            ("providers_dir", "providers"),
+            ("sandbox_profiles_dir", "sandbox-profiles"),
+        ] {
+            if !top.contains(key) {
+                text.push_str(&format!("{key} = \"{}\"\n", repo.join(dir).display()));
+            }
+        }
+        text.push_str(&format!("\n[keys]\ndir = \"{}/keys\"\n\n{extra}\n", self.root.display()));
         std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    /// A private copy of the checkout's `policies/` (for tests that edit `data.json`).
+    pub fn copy_policies(&self) -> PathBuf {
+        let target = self.root.join("policies");
+        std::fs::create_dir_all(&target).expect("policies dir");
+        for entry in std::fs::read_dir(repo_root().join("policies")).expect("read policies").flatten() {
+            std::fs::copy(entry.path(), target.join(entry.file_name())).expect("copy policy file");
+        }
+        target
     }
 
     pub fn log(&self, name: &str) -> String {
@@ -210,7 +230,12 @@ pub struct HttpTarget {
 }
 
 impl HttpTarget {
+    /// Requests whose path starts with `/slow` are answered after `slow`.
     pub fn start() -> HttpTarget {
+        Self::start_with_delay(Duration::from_secs(3))
+    }
+
+    pub fn start_with_delay(slow: Duration) -> HttpTarget {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind target");
         let addr = listener.local_addr().expect("target addr");
@@ -232,6 +257,9 @@ impl HttpTarget {
                     counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let text = String::from_utf8_lossy(&head);
                     let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    if path.starts_with("/slow") {
+                        std::thread::sleep(slow);
+                    }
                     let body = serde_json::json!({"hello": "world", "path": path}).to_string();
                     let response = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

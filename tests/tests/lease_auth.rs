@@ -4,8 +4,7 @@
 
 use latchgate_client::{DpopKey, GateClient, Lease, LeaseBudgets, UdsHttp};
 use latchgate_core::jose::{
-    LeaseClaims, LeaseParams, b64url_decode, b64url_encode, generate_es256_pkcs8, es256_key_from_pkcs8,
-    sign_es256_jws,
+    LeaseClaims, LeaseParams, b64url_decode, b64url_encode, es256_key_from_pkcs8, generate_es256_pkcs8, sign_es256_jws,
 };
 use latchgate_tests::{Gate, GateDir, HttpTarget, principal_config, wait_for_status};
 use serde_json::{Value, json};
@@ -23,7 +22,8 @@ impl Fixture {
     async fn start() -> Fixture {
         let target = HttpTarget::start();
         let dir = GateDir::new();
-        let extra = format!("{}\n{}", target.egress_config(), principal_config("agent-dev", &["http.fetch", "http.post"]));
+        let extra =
+            format!("{}\n{}", target.egress_config(), principal_config("agent-dev", &["http.fetch", "http.post"]));
         dir.write_config("", &extra);
         let gate = Gate::start(&dir);
         let fixture = Fixture { dir, gate, target };
@@ -59,10 +59,8 @@ fn execute_htu() -> String {
 /// POST execute with raw header values; returns (status, body).
 async fn raw_execute(http: &mut UdsHttp, authorization: &str, proof: &str, params: &Value) -> (u16, Value) {
     let headers = [("authorization", authorization), ("dpop", proof)];
-    let response = http
-        .request(http::Method::POST, EXECUTE, &headers, Some(params.to_string().into_bytes()))
-        .await
-        .unwrap();
+    let response =
+        http.request(http::Method::POST, EXECUTE, &headers, Some(params.to_string().into_bytes())).await.unwrap();
     (response.status.as_u16(), response.json())
 }
 
@@ -78,12 +76,7 @@ fn assert_refused(answer: &(u16, Value), status: u16, code: &str, deny_reason: O
 
 /// A header+claims JWS with an arbitrary signature segment.
 fn jws_with_signature(header: &Value, claims: &Value, signature: &[u8]) -> String {
-    format!(
-        "{}.{}.{}",
-        b64url_encode(header.to_string()),
-        b64url_encode(claims.to_string()),
-        b64url_encode(signature)
-    )
+    format!("{}.{}.{}", b64url_encode(header.to_string()), b64url_encode(claims.to_string()), b64url_encode(signature))
 }
 
 fn proof_claims(htm: &str, htu: &str, lease: &str) -> Value {
@@ -152,7 +145,8 @@ async fn identity_leases_and_dpop_over_the_socket() {
     let lease = agent.request_lease(&["http.fetch"], LeaseBudgets::default()).await.unwrap();
     let (status, jwks) = agent.get("/.well-known/jwks.json").await.unwrap();
     assert_eq!(status.as_u16(), 200);
-    let header: Value = serde_json::from_slice(&b64url_decode(lease.lease_jwt.split('.').next().unwrap()).unwrap()).unwrap();
+    let header: Value =
+        serde_json::from_slice(&b64url_decode(lease.lease_jwt.split('.').next().unwrap()).unwrap()).unwrap();
     assert_eq!(header["alg"], "ES256");
     assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"]), "{jwks}");
     let (status, body) = agent.execute("http_fetch", &params).await.unwrap();
@@ -174,31 +168,75 @@ async fn identity_leases_and_dpop_over_the_socket() {
     let key = client.dpop_key();
 
     let wrong_htm = key.proof("GET", &htu, Some(&jwt)).unwrap();
-    assert_refused(&raw_execute(&mut http, &auth, &wrong_htm, &params).await, 401, "invalid_dpop", Some("dpop_htm_mismatch"));
+    assert_refused(
+        &raw_execute(&mut http, &auth, &wrong_htm, &params).await,
+        401,
+        "invalid_dpop",
+        Some("dpop_htm_mismatch"),
+    );
     let wrong_htu = key.proof("POST", &format!("{BASE}/v1/actions/http_post/execute"), Some(&jwt)).unwrap();
-    assert_refused(&raw_execute(&mut http, &auth, &wrong_htu, &params).await, 401, "invalid_dpop", Some("dpop_htu_mismatch"));
+    assert_refused(
+        &raw_execute(&mut http, &auth, &wrong_htu, &params).await,
+        401,
+        "invalid_dpop",
+        Some("dpop_htu_mismatch"),
+    );
     let stale = key.proof_at("POST", &htu, Some(&jwt), now() - 120, &uuid::Uuid::new_v4().to_string()).unwrap();
     assert_refused(&raw_execute(&mut http, &auth, &stale, &params).await, 401, "invalid_dpop", Some("dpop_iat_stale"));
     let future = key.proof_at("POST", &htu, Some(&jwt), now() + 60, &uuid::Uuid::new_v4().to_string()).unwrap();
-    assert_refused(&raw_execute(&mut http, &auth, &future, &params).await, 401, "invalid_dpop", Some("dpop_iat_future"));
+    assert_refused(
+        &raw_execute(&mut http, &auth, &future, &params).await,
+        401,
+        "invalid_dpop",
+        Some("dpop_iat_future"),
+    );
     let wrong_ath = key.proof("POST", &htu, Some("another-token")).unwrap();
-    assert_refused(&raw_execute(&mut http, &auth, &wrong_ath, &params).await, 401, "invalid_dpop", Some("dpop_ath_mismatch"));
+    assert_refused(
+        &raw_execute(&mut http, &auth, &wrong_ath, &params).await,
+        401,
+        "invalid_dpop",
+        Some("dpop_ath_mismatch"),
+    );
     let other_key = DpopKey::generate().unwrap().proof("POST", &htu, Some(&jwt)).unwrap();
-    assert_refused(&raw_execute(&mut http, &auth, &other_key, &params).await, 401, "invalid_dpop", Some("dpop_jkt_mismatch"));
+    assert_refused(
+        &raw_execute(&mut http, &auth, &other_key, &params).await,
+        401,
+        "invalid_dpop",
+        Some("dpop_jkt_mismatch"),
+    );
 
     let jwk = key.public_jwk().to_value();
-    let none = jws_with_signature(&json!({"typ": "dpop+jwt", "alg": "none", "jwk": jwk}), &proof_claims("POST", &htu, &jwt), b"");
-    assert_refused(&raw_execute(&mut http, &auth, &none, &params).await, 401, "invalid_dpop", Some("dpop_alg_not_allowed"));
+    let none = jws_with_signature(
+        &json!({"typ": "dpop+jwt", "alg": "none", "jwk": jwk}),
+        &proof_claims("POST", &htu, &jwt),
+        b"",
+    );
+    assert_refused(
+        &raw_execute(&mut http, &auth, &none, &params).await,
+        401,
+        "invalid_dpop",
+        Some("dpop_alg_not_allowed"),
+    );
     let hs_header = json!({"typ": "dpop+jwt", "alg": "HS256", "jwk": jwk});
     let hs_claims = proof_claims("POST", &htu, &jwt);
     let signing_input = format!("{}.{}", b64url_encode(hs_header.to_string()), b64url_encode(hs_claims.to_string()));
     let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, jwk.to_string().as_bytes());
     let tag = ring::hmac::sign(&secret, signing_input.as_bytes());
     let hs256 = format!("{signing_input}.{}", b64url_encode(tag.as_ref()));
-    assert_refused(&raw_execute(&mut http, &auth, &hs256, &params).await, 401, "invalid_dpop", Some("dpop_alg_not_allowed"));
+    assert_refused(
+        &raw_execute(&mut http, &auth, &hs256, &params).await,
+        401,
+        "invalid_dpop",
+        Some("dpop_alg_not_allowed"),
+    );
 
     let oversized = format!("{}.{}.{}", "a".repeat(3000), "b".repeat(3000), "c");
-    assert_refused(&raw_execute(&mut http, &auth, &oversized, &params).await, 401, "invalid_dpop", Some("dpop_header_too_large"));
+    assert_refused(
+        &raw_execute(&mut http, &auth, &oversized, &params).await,
+        401,
+        "invalid_dpop",
+        Some("dpop_header_too_large"),
+    );
     let response = http
         .request(http::Method::POST, EXECUTE, &[("authorization", &auth)], Some(params.to_string().into_bytes()))
         .await
@@ -206,7 +244,12 @@ async fn identity_leases_and_dpop_over_the_socket() {
     assert_refused(&(response.status.as_u16(), response.json()), 401, "missing_auth_header", Some("dpop_missing"));
     let bearer = format!("Bearer {jwt}");
     let fresh = key.proof("POST", &htu, Some(&jwt)).unwrap();
-    assert_refused(&raw_execute(&mut http, &bearer, &fresh, &params).await, 401, "missing_auth_header", Some("authorization_not_dpop"));
+    assert_refused(
+        &raw_execute(&mut http, &bearer, &fresh, &params).await,
+        401,
+        "missing_auth_header",
+        Some("authorization_not_dpop"),
+    );
 
     // replay: the same proof twice
     let proof = key.proof("POST", &htu, Some(&jwt)).unwrap();
@@ -221,18 +264,33 @@ async fn identity_leases_and_dpop_over_the_socket() {
     parts[1] = b64url_encode(claims.to_string());
     let tampered = parts.join(".");
     let proof = key.proof("POST", &htu, Some(&tampered)).unwrap();
-    assert_refused(&raw_execute(&mut http, &format!("DPoP {tampered}"), &proof, &params).await, 401, "invalid_lease", Some("lease_signature_invalid"));
+    assert_refused(
+        &raw_execute(&mut http, &format!("DPoP {tampered}"), &proof, &params).await,
+        401,
+        "invalid_lease",
+        Some("lease_signature_invalid"),
+    );
 
     let foreign = es256_key_from_pkcs8(&generate_es256_pkcs8().unwrap()).unwrap();
     let foreign_header = json!({"alg": "ES256", "typ": "JWT", "kid": "not-a-gate-key"}).to_string();
     let foreign_claims = serde_json::to_string(&claims_for(&lease, key, now(), 300, 0)).unwrap();
     let forged = sign_es256_jws(&foreign_header, &foreign_claims, &foreign).unwrap();
     let proof = key.proof("POST", &htu, Some(&forged)).unwrap();
-    assert_refused(&raw_execute(&mut http, &format!("DPoP {forged}"), &proof, &params).await, 401, "invalid_lease", Some("lease_unknown_kid"));
+    assert_refused(
+        &raw_execute(&mut http, &format!("DPoP {forged}"), &proof, &params).await,
+        401,
+        "invalid_lease",
+        Some("lease_unknown_kid"),
+    );
 
     let expired = lease_signed_by_gate(&fx.dir, &claims_for(&lease, key, now() - 600, 300, 0));
     let proof = key.proof("POST", &htu, Some(&expired)).unwrap();
-    assert_refused(&raw_execute(&mut http, &format!("DPoP {expired}"), &proof, &params).await, 401, "lease_expired", Some("lease_expired"));
+    assert_refused(
+        &raw_execute(&mut http, &format!("DPoP {expired}"), &proof, &params).await,
+        401,
+        "lease_expired",
+        Some("lease_expired"),
+    );
 
     // --- leases survive a full restart ----------------------------------------
     fx.gate.terminate(Duration::from_secs(40)).expect("gate stops on SIGTERM");

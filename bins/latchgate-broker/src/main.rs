@@ -59,7 +59,11 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
     let state_dir = cfg.state_dir();
     let ledger = Ledger::open(&state_dir.join(LEDGER_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
     let state = SqliteStateStore::open(&state_dir.join(STATE_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
-    let policy = EmbeddedRego::load(&cfg.policies_dir()).map_err(|e| ChildError::setup(e.code(), e))?;
+    let policy = Arc::new(EmbeddedRego::load(&cfg.policies_dir()).map_err(|e| ChildError::setup(e.code(), e))?);
+    tokio::spawn(latchgate_broker::policy::watch::watch_data_file(
+        policy.clone(),
+        cfg.policies_dir().join("data.json"),
+    ));
     let dpop = DpopVerifier::new(&cfg.config.public_base_url).map_err(|e| ChildError::setup("config_invalid", e))?;
     let confinement = sealer.restrict_syscalls()?;
     tracing::info!(confinement = %confinement.summary(), "sealed");
@@ -70,7 +74,7 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
         cfg,
         registry,
         trust,
-        policy: Arc::new(policy),
+        policy,
         state: Arc::new(state),
         ledger,
         peers,

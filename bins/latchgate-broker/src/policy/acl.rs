@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+/// The policy data file inside the configured `policies_dir`.
+pub const DATA_FILE: &str = "data.json";
+
 /// Principal → action globs, as `policy show` prints it.
 pub type AclEntries = BTreeMap<String, Vec<String>>;
 

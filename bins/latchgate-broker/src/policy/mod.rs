@@ -6,7 +6,11 @@ mod acl;
 mod embedded;
 mod types;
 
-pub use acl::{AclEditError, AclEntries, grant, read_data_file, revoke, show, update_data_file, write_data_file};
+pub mod watch;
+
+pub use acl::{
+    AclEditError, AclEntries, DATA_FILE, grant, read_data_file, revoke, show, update_data_file, write_data_file,
+};
 pub use embedded::{EmbeddedRego, POLICY_ENTRYPOINT};
 pub use types::{Budgets, PolicyAction, PolicyDecision, PolicyEgress, PolicyInput, TrustVerdict};
 
