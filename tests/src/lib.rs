@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// `target/<profile>/` of this build: the test binary lives in its `deps/`.
+/// `target/<profile>/` of this build: a test binary lives in its `deps/`, a
+/// binary (the benchmark) in it directly.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    let dir = exe.parent().expect("binary dir");
+    if dir.ends_with("deps") { dir.parent().expect("target dir").to_path_buf() } else { dir.to_path_buf() }
 }
 
 pub fn repo_root() -> PathBuf {

@@ -16,8 +16,14 @@ async fn lease_execute_and_verify_receipt_offline() {
     let extra = format!("{}\n{}", target.egress_config(), principal_config("agent-dev", &["http.fetch", "http.post"]));
     dir.write_config("", &extra);
     let _gate = Gate::start(&dir);
-    if let Err(e) = wait_for_status(&dir.client_socket(), "/readyz", 200, Duration::from_secs(60)).await {
-        panic!("{e}\n{}", dir.log("gate"));
+    let ready = match wait_for_status(&dir.client_socket(), "/readyz", 200, Duration::from_secs(60)).await {
+        Ok(body) => body,
+        Err(e) => panic!("{e}\n{}", dir.log("gate")),
+    };
+    for role in ["front", "broker", "executor", "signer"] {
+        let process = &ready["processes"][role];
+        assert_eq!(process["degraded"], false, "{ready}");
+        assert!(process["confinement"].as_str().unwrap().contains("seccomp enforced"), "{ready}");
     }
 
     let mut client = GateClient::connect(dir.client_socket(), BASE, DpopKey::generate().unwrap()).await.unwrap();

@@ -53,6 +53,8 @@ pub struct FrontState {
     /// Lease verification keys, fetched through the broker (which has them from the signer).
     pub lease_keys: latchgate_core::refresh_cache::RefreshingCache<latchgate_core::jose::LeaseVerifier>,
     pub dpop: latchgate_core::jose::DpopVerifier,
+    /// What the kernel enforces on the front itself.
+    pub confinement: latchgate_core::confine::ConfinementReport,
 }
 
 async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, (): ()) -> Result<(), FrontError> {
@@ -67,7 +69,7 @@ async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, (): ()) 
     let dpop = latchgate_core::jose::DpopVerifier::new(&cfg.config.public_base_url)
         .map_err(|e| FrontError::Config(e.to_string()))?;
     let lease_keys = latchgate_core::refresh_cache::RefreshingCache::new(std::time::Duration::from_secs(1));
-    let state = Arc::new(FrontState { cfg, broker, lease_keys, dpop });
+    let state = Arc::new(FrontState { cfg, broker, lease_keys, dpop, confinement: confinement.clone() });
     tokio::spawn(server::serve(client_listener, server::Plane::Client, state.clone()));
     tokio::spawn(server::serve(admin_listener, server::Plane::Admin, state.clone()));
 

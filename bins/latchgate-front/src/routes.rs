@@ -154,15 +154,21 @@ async fn readyz(state: &FrontState, peer: PeerCred) -> HttpResponse {
     match state.broker.call(FrontRequest::Health { peer }, READYZ_TIMEOUT).await {
         Ok(FrontReply::Health(report)) => {
             let mut processes = serde_json::Map::new();
-            processes.insert("front".into(), json!({"up": true, "pid": std::process::id()}));
+            processes.insert(
+                "front".into(),
+                confinement_json(true, Some(std::process::id()), Some(&state.confinement), None),
+            );
+            let mut degraded = state.confinement.is_degraded();
             for p in &report.processes {
-                processes.insert(
-                    p.role.as_str().into(),
-                    json!({"up": p.up, "pid": p.status.as_ref().map(|s| s.pid), "error": p.error}),
-                );
+                let confinement = p.status.as_ref().and_then(|s| s.confinement.as_ref());
+                degraded |= confinement.is_some_and(|c| c.is_degraded());
+                let pid = p.status.as_ref().map(|s| s.pid);
+                processes.insert(p.role.as_str().into(), confinement_json(p.up, pid, confinement, p.error.as_deref()));
             }
             if report.all_up() {
-                reply::json(200, &json!({"status": "ready", "processes": processes}))
+                // best_effort confinement with a missing layer still serves, and says so.
+                let status = if degraded { "degraded" } else { "ready" };
+                reply::json(200, &json!({"status": status, "processes": processes}))
             } else {
                 let mut body = json!({"error": ErrorCode::ComponentUnavailable.as_str(), "status": "not_ready", "processes": processes});
                 body["retry_after_seconds"] = 1.into();
@@ -175,4 +181,19 @@ async fn readyz(state: &FrontState, peer: PeerCred) -> HttpResponse {
         }
         Err(e) => reply::component_unavailable("broker", &e),
     }
+}
+
+fn confinement_json(
+    up: bool,
+    pid: Option<u32>,
+    confinement: Option<&latchgate_core::confine::ConfinementReport>,
+    error: Option<&str>,
+) -> serde_json::Value {
+    json!({
+        "up": up,
+        "pid": pid,
+        "error": error,
+        "confinement": confinement.map(|c| c.summary()),
+        "degraded": confinement.map(|c| c.is_degraded()),
+    })
 }

@@ -82,7 +82,9 @@ impl SqliteStateStore {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StateError::StoreUnavailable(format!("journal_mode is {mode}, WAL required")));
         }
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;").map_err(unavailable)?;
+        // temp_store = MEMORY: no temporary files outside the state dir (Landlock).
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;")
+            .map_err(unavailable)?;
         migrate(&mut conn).map_err(unavailable)?;
         Ok(SqliteStateStore {
             shared: Arc::new(Shared { conn: Mutex::new(conn), inserts_since_sweep: Default::default() }),
