@@ -112,7 +112,16 @@ pub fn run_child<P, E, F, Fut>(
     exit_on_error(role, drop_identity(role, &cfg), StartError::code);
     let mut inputs = crate::confine::SealInputs::from_config(&cfg, cfg.sandbox_profiles_dir());
     let prepared = exit_on_error(role, prepare(&cfg, &mut inputs), code);
+    #[cfg(feature = "escape-probe")]
+    let probe = std::env::var_os(crate::confine::escape_probe::PROBE_DIR_ENV).map(|dir| {
+        exit_on_error(role, crate::confine::escape_probe::bind(dir.as_ref(), role.as_str()), |_| "probe_bind_failed")
+    });
     let sealer = exit_on_error(role, restrict_paths(role, &inputs), StartError::code);
+    #[cfg(feature = "escape-probe")]
+    if let Some(listener) = probe {
+        tracing::warn!("TEST-ONLY escape probe listening");
+        exit_on_error(role, crate::confine::escape_probe::spawn(listener), |_| "probe_spawn_failed");
+    }
     let rt = exit_on_error(role, runtime(2), StartError::code);
     let result = rt.block_on(body(cfg, sealer, prepared));
     exit_on_error(role, result, code);

@@ -4,6 +4,7 @@
 
 use latchgate_client::uds_http::UdsHttp;
 use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -107,16 +108,24 @@ pub struct Gate {
 
 impl Gate {
     pub fn start(dir: &GateDir) -> Gate {
+        Self::start_with_env(dir, &[])
+    }
+
+    /// Start with extra environment variables (inherited by every child).
+    pub fn start_with_env(dir: &GateDir, env: &[(&str, &str)]) -> Gate {
         let log = std::fs::File::create(dir.log_path("gate")).expect("log file");
         let supervisor = Command::new(bin_dir().join("latchgate"))
             .args(["up", "--config"])
             .arg(dir.config_path())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("start latchgate up");
+        reap_when_gone(supervisor.id());
         Gate { supervisor }
     }
 
@@ -145,6 +154,22 @@ impl Drop for Gate {
             signal(*pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
+}
+
+/// A test process killed outright (timeout, SIGKILL) runs no `Drop`: a
+/// watchdog child of the test stops the gate's process group when the test
+/// process disappears, so no gate outlives its test.
+fn reap_when_gone(supervisor: u32) {
+    let test_pid = std::process::id();
+    let script = format!(
+        "while kill -0 {test_pid} 2>/dev/null; do sleep 1; done; kill -TERM -- -{supervisor} 2>/dev/null; sleep 5; kill -KILL -- -{supervisor} 2>/dev/null"
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
 }
 
 pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {

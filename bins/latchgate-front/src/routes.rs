@@ -97,9 +97,10 @@ async fn client(state: &FrontState, peer: PeerCred, parts: http::request::Parts,
         ClientRoute::Execute(action_id) => {
             let auth = crate::auth::check(state, &parts).await;
             let body = read_body(state, body).await;
+            // An over-limit body is refused first (413), whatever the headers say.
             match (auth, body) {
-                (Err(e), _) => reply::error(&e),
                 (_, Err(response)) => response,
+                (Err(e), _) => reply::error(&e),
                 (Ok(auth), Ok(body)) => {
                     let request = FrontRequest::Execute { peer, auth, action_id, body: body.to_vec() };
                     call(state, request, request_timeout(state)).await

@@ -24,6 +24,9 @@ pub mod report;
 pub mod seccomp;
 pub mod users;
 
+#[cfg(feature = "escape-probe")]
+pub mod escape_probe;
+
 pub use error::ConfineError;
 pub use identity::{ProcessIdentity, drop_identity};
 pub use kernel::{KernelSupport, probe};
