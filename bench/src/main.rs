@@ -144,7 +144,9 @@ async fn main() {
         (max * 2).max(64)
     );
     dir.write_config("", &extra);
-    let _gate = Gate::start(&dir);
+    // BENCH_LOG=latchgate_broker=debug shows per-stage timings in the gate log.
+    let log_filter = std::env::var("BENCH_LOG").unwrap_or_else(|_| "info".into());
+    let _gate = Gate::start_with_env(&dir, &[("RUST_LOG", &log_filter)]);
     if let Err(e) = wait_for_status(&dir.client_socket(), "/readyz", 200, Duration::from_secs(120)).await {
         panic!("{e}\n{}", dir.log("gate"));
     }
@@ -183,6 +185,9 @@ async fn main() {
     });
     println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     let failed = report["levels"].as_array().is_some_and(|l| l.iter().any(|v| v["errors"].as_u64() != Some(0)));
+    if let Ok(keep) = std::env::var("BENCH_KEEP_LOG") {
+        let _ = std::fs::write(&keep, dir.log("gate"));
+    }
     if failed {
         let log = dir.log("gate");
         let lines: Vec<&str> = log.lines().collect();

@@ -9,7 +9,7 @@ use crate::action::{EgressProfile, EgressRules};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use url::{Host, Url};
 
 /// Ports reachable without extra configuration.
@@ -317,6 +317,127 @@ pub fn squid_config(settings: &SquidSettings<'_>) -> String {
     c
 }
 
+/// Every `allowed_domains` entry of the actions whose profile is
+/// `proxy_allowlist`, sorted and deduplicated: what the proxy may reach.
+pub fn proxy_allowlist_domains<'a>(actions: impl IntoIterator<Item = &'a EgressRules>) -> Vec<String> {
+    let domains: BTreeSet<&str> = actions
+        .into_iter()
+        .filter(|rules| rules.profile == EgressProfile::ProxyAllowlist)
+        .flat_map(|rules| rules.allowed_domains.iter().map(String::as_str))
+        .collect();
+    domains.into_iter().map(str::to_string).collect()
+}
+
+/// Where Squid listens when nothing else is configured.
+pub const DEFAULT_SQUID_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3128);
+
+/// Squid listens where the executor's `egress.proxy_url` points (else
+/// [`DEFAULT_SQUID_LISTEN`]); a host name other than `localhost` cannot be a
+/// listen address.
+pub fn squid_listen_address(proxy_url: Option<&str>) -> Result<SocketAddr, String> {
+    let Some(raw) = proxy_url else { return Ok(DEFAULT_SQUID_LISTEN) };
+    let url = Url::parse(raw).map_err(|e| format!("egress.proxy_url: {e}"))?;
+    let port = url.port_or_known_default().ok_or("egress.proxy_url has no port")?;
+    let ip = match url.host() {
+        Some(Host::Ipv4(ip)) => ip.into(),
+        Some(Host::Ipv6(ip)) => ip.into(),
+        Some(Host::Domain("localhost")) => std::net::Ipv4Addr::LOCALHOST.into(),
+        Some(Host::Domain(other)) => {
+            return Err(format!("egress.proxy_url host `{other}` is not an IP address: pass --listen"));
+        }
+        None => return Err("egress.proxy_url has no host".into()),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// File names `latchgate egress squid-config` writes into its output directory.
+pub const SQUID_CONFIG_FILE: &str = "squid.conf";
+pub const SQUID_ALLOWLIST_FILE: &str = "squid-allowlist.txt";
+
+/// What the generated proxy allows and where it keeps its state.
+#[derive(Debug, Clone)]
+pub struct SquidPlan {
+    pub listen: SocketAddr,
+    /// Usually [`proxy_allowlist_domains`] over every manifest.
+    pub allowed_domains: Vec<String>,
+    /// Squid's pid file and logs; created if missing (the `proxy` user must be able to write it).
+    pub state_dir: PathBuf,
+    pub extra_ports: Vec<u16>,
+    /// TEST ONLY, as [`SquidSettings::allow_private_destinations`].
+    pub allow_private_destinations: Vec<SocketAddr>,
+}
+
+/// What [`write_squid_files`] wrote (absolute paths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SquidFiles {
+    pub config: PathBuf,
+    pub allowlist: PathBuf,
+    pub state_dir: PathBuf,
+    /// The dstdomain entries, as written (`.example.com` for `*.example.com`).
+    pub entries: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SquidFilesError {
+    #[error("{} ({} invalid allowlist entries in all)", .0[0], .0.len())]
+    InvalidPatterns(Vec<PatternError>),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+impl SquidFilesError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            SquidFilesError::InvalidPatterns(_) => "egress_pattern_invalid",
+            SquidFilesError::Write { .. } => "squid_config_write_failed",
+        }
+    }
+}
+
+/// Writes [`SQUID_ALLOWLIST_FILE`] and [`SQUID_CONFIG_FILE`] into `out_dir`
+/// (each through a temporary file and a rename, so a running Squid never reads
+/// half a file) and creates the state directory. Nothing is written when an
+/// allowlist entry is invalid.
+pub fn write_squid_files(plan: &SquidPlan, out_dir: &Path) -> Result<SquidFiles, SquidFilesError> {
+    let (allowlist, invalid) = squid_allowlist(&plan.allowed_domains);
+    if !invalid.is_empty() {
+        return Err(SquidFilesError::InvalidPatterns(invalid));
+    }
+    let absolute =
+        |p: &Path| std::path::absolute(p).map_err(|source| SquidFilesError::Write { path: p.into(), source });
+    let out_dir = absolute(out_dir)?;
+    let state_dir = absolute(&plan.state_dir)?;
+    for dir in [&out_dir, &state_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| SquidFilesError::Write { path: dir.clone(), source })?;
+    }
+    let allowlist_path = out_dir.join(SQUID_ALLOWLIST_FILE);
+    let config_path = out_dir.join(SQUID_CONFIG_FILE);
+    let config = squid_config(&SquidSettings {
+        listen: plan.listen,
+        allowed_domains: plan.allowed_domains.clone(),
+        allowlist_path: &allowlist_path,
+        state_dir: &state_dir,
+        extra_ports: plan.extra_ports.clone(),
+        allow_private_destinations: plan.allow_private_destinations.clone(),
+    });
+    replace_file(&allowlist_path, &allowlist)?;
+    replace_file(&config_path, &config)?;
+    Ok(SquidFiles {
+        config: config_path,
+        allowlist: allowlist_path,
+        state_dir,
+        entries: allowlist.lines().map(str::to_string).collect(),
+    })
+}
+
+fn replace_file(path: &Path, text: &str) -> Result<(), SquidFilesError> {
+    let err = |source| SquidFilesError::Write { path: path.into(), source };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +504,51 @@ mod tests {
             squid_allowlist(&["*.example.com", "api.example.com", "example.com", "other.org", "*.com"]);
         assert_eq!(list, ".example.com\nother.org\n");
         assert_eq!(invalid.len(), 1);
+    }
+
+    #[test]
+    fn squid_listens_where_the_executor_sends_its_requests() {
+        assert_eq!(squid_listen_address(None), Ok(DEFAULT_SQUID_LISTEN));
+        assert_eq!(squid_listen_address(Some("http://127.0.0.1:3129")), Ok("127.0.0.1:3129".parse().unwrap()));
+        assert_eq!(squid_listen_address(Some("http://localhost:8080/")), Ok("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(squid_listen_address(Some("http://[::1]:3128")), Ok("[::1]:3128".parse().unwrap()));
+        assert!(squid_listen_address(Some("http://proxy.internal:3128")).is_err());
+    }
+
+    #[test]
+    fn only_proxy_allowlist_actions_contribute_domains() {
+        let mut none = rules(&["never.example.org"], &[]);
+        none.profile = EgressProfile::None;
+        let a = rules(&["b.example.com", "*.example.com"], &[]);
+        let b = rules(&["b.example.com", "api.open-meteo.com"], &[]);
+        assert_eq!(
+            proxy_allowlist_domains([&a, &none, &b]),
+            vec!["*.example.com", "api.open-meteo.com", "b.example.com"]
+        );
+    }
+
+    #[test]
+    fn squid_files_are_written_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = SquidPlan {
+            listen: "127.0.0.1:3128".parse().unwrap(),
+            allowed_domains: vec!["*.example.com".into(), "api.example.com".into(), "other.org".into()],
+            state_dir: dir.path().join("state"),
+            extra_ports: vec![],
+            allow_private_destinations: vec![],
+        };
+        let files = write_squid_files(&plan, &dir.path().join("out")).unwrap();
+        assert_eq!(files.entries, vec![".example.com", "other.org"]);
+        assert_eq!(std::fs::read_to_string(&files.allowlist).unwrap(), ".example.com\nother.org\n");
+        let config = std::fs::read_to_string(&files.config).unwrap();
+        assert!(config.contains(&format!("acl allowed dstdomain -n \"{}\"", files.allowlist.display())));
+        assert!(config.contains(&format!("pid_filename {}/squid.pid", files.state_dir.display())));
+        assert!(files.state_dir.is_dir());
+
+        plan.allowed_domains.push("*.com".into());
+        let err = write_squid_files(&plan, &dir.path().join("bad")).unwrap_err();
+        assert_eq!(err.code(), "egress_pattern_invalid");
+        assert!(!dir.path().join("bad").exists());
     }
 
     #[test]

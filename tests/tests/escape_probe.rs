@@ -153,15 +153,16 @@ async fn every_process_is_refused_by_the_kernel_when_it_tries_to_escape() {
     }
 }
 
-/// The production build (`make build-release`/`make up`: the five binaries
-/// without the test crate) resolves latchgate-core without the probe.
+/// The production build (`make build-release`/`make up`: the five binaries)
+/// and `make bench` (the same plus the load generator) resolve latchgate-core
+/// without the probe.
 #[test]
 fn release_build_does_not_contain_the_probe() {
     let output = std::process::Command::new(env!("CARGO"))
         .current_dir(repo_root())
         .args(["tree", "--locked", "-e", "features", "-i", "latchgate-core"])
         .args(["-p", "latchgate", "-p", "latchgate-front", "-p", "latchgate-broker"])
-        .args(["-p", "latchgate-executor", "-p", "latchgate-signer"])
+        .args(["-p", "latchgate-executor", "-p", "latchgate-signer", "-p", "latchgate-bench"])
         .output()
         .expect("cargo tree");
     let tree = String::from_utf8_lossy(&output.stdout);

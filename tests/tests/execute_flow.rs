@@ -13,7 +13,11 @@ const BASE: &str = "http://localhost:3000";
 async fn lease_execute_and_verify_receipt_offline() {
     let target = HttpTarget::start();
     let dir = GateDir::new();
-    let extra = format!("{}\n{}", target.egress_config(), principal_config("agent-dev", &["http.fetch", "http.post", "fs.write"]));
+    let extra = format!(
+        "{}\n{}",
+        target.egress_config(),
+        principal_config("agent-dev", &["http.fetch", "http.post", "fs.write"])
+    );
     dir.write_config("", &extra);
     let _gate = Gate::start(&dir);
     let ready = match wait_for_status(&dir.client_socket(), "/readyz", 200, Duration::from_secs(60)).await {
@@ -47,7 +51,8 @@ async fn lease_execute_and_verify_receipt_offline() {
     // High risk (fs.write): held for an operator with 202; nothing runs.
     let mut risky = GateClient::connect(dir.client_socket(), BASE, DpopKey::generate().unwrap()).await.unwrap();
     risky.request_lease(&["fs.write"], LeaseBudgets::default()).await.unwrap();
-    let (status, held) = risky.execute("fs.write", &json!({"op": "create", "path": "a.txt", "content": "x"})).await.unwrap();
+    let (status, held) =
+        risky.execute("fs.write", &json!({"op": "create", "path": "a.txt", "content": "x"})).await.unwrap();
     assert_eq!(status.as_u16(), 202, "{held}");
     assert_eq!(held["decision"], "pending_approval");
     assert!(held["approval_id"].as_str().is_some() && held["request_hash"].as_str().unwrap().starts_with("sha256:"));

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use latchgate_broker::gate::Gate;
-use latchgate_broker::ledger::Ledger;
+use latchgate_broker::ledger::{LEDGER_FILE, Ledger};
 use latchgate_broker::peers::Peers;
 use latchgate_broker::policy::EmbeddedRego;
 use latchgate_broker::signer_keys::SignerKeys;
@@ -22,7 +22,6 @@ use latchgate_ipc::messages::status::ProcessStatus;
 use std::sync::Arc;
 
 const ROLE: Role = Role::Broker;
-pub const LEDGER_FILE: &str = "ledger.db";
 pub const STATE_FILE: &str = "state.db";
 
 fn main() {

@@ -1,6 +1,7 @@
 //! `latchgate`: the supervisor (`up`, `serve`) and the operator CLI.
 #![forbid(unsafe_code)]
 
+mod commands;
 mod supervisor;
 
 use clap::{Parser, Subcommand};
@@ -25,14 +26,46 @@ enum Command {
     Up,
     /// Start the gate from an explicit production config.
     Serve,
+    /// Egress proxy tooling (Squid config from the manifests).
+    Egress {
+        #[command(subcommand)]
+        command: commands::egress::EgressCommand,
+    },
+    /// Query the evidence ledger's audit events (read-only; works while the gate runs).
+    Audit(commands::audit::AuditArgs),
+    /// Verify the evidence ledger: hash chain, every row, every receipt signature (exit 2 on any break).
+    Verify(commands::verify::VerifyArgs),
+    /// Receipt tools: offline verification of one receipt.
+    Receipt {
+        #[command(subcommand)]
+        command: commands::receipt::ReceiptCommand,
+    },
+    /// Per-principal ACL in <policies_dir>/data.json (the running gate reloads it).
+    Policy {
+        #[command(subcommand)]
+        command: commands::policy::PolicyCommand,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap's own exit status for a usage error is 2, which `verify` and
+            // `receipt verify` reserve for "checked and not intact".
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        }
+    };
     latchgate_core::logging::init(Role::Supervisor);
     match cli.command {
         Command::Up => supervise(&cli.config, true),
         Command::Serve => supervise(&cli.config, false),
+        Command::Egress { command } => commands::egress::run(&cli.config, command),
+        Command::Audit(args) => commands::audit::run(&cli.config, args),
+        Command::Verify(args) => commands::verify::run(&cli.config, args),
+        Command::Receipt { command } => commands::receipt::run(command),
+        Command::Policy { command } => commands::policy::run(&cli.config, command),
     }
 }
 

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::VerifyingKey;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use latchgate_core::receipt::Receipt;
 
@@ -37,6 +37,9 @@ pub use reader::{DEFAULT_EVENT_LIMIT, EventFilter, MAX_EVENT_LIMIT};
 pub use records::{INTENT_FAILED_EVENT, INTENT_RECORDED_EVENT};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use verify::{BreakReason, ChainBreak, VerifyReport};
+
+/// File name of the ledger inside the configured `state_dir`.
+pub const LEDGER_FILE: &str = "ledger.db";
 
 use writer::{FnJob, JobSender};
 
@@ -78,7 +81,11 @@ fn configure_writer(conn: &Connection, options: &LedgerOptions) -> Result<(), Le
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(LedgerError::Persistence(format!("journal_mode is {mode}, WAL required")));
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")?;
+    // temp_store = MEMORY: statement journals and sorts never need a file
+    // outside the state dir (Landlock allows the broker nothing else).
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;",
+    )?;
     if let Some(pages) = options.max_page_count {
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
     }
@@ -256,7 +263,7 @@ impl LedgerReader {
     fn connect(&self) -> Result<Connection, LedgerError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")?;
+        conn.execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;")?;
         Ok(conn)
     }
 
@@ -302,5 +309,26 @@ impl LedgerReader {
 
     pub fn verify(&self, receipt_keys: Option<&HashMap<String, VerifyingKey>>) -> Result<VerifyReport, LedgerError> {
         self.with_connection(|c| verify::verify(c, receipt_keys))
+    }
+
+    /// [`LedgerReader::verify`], reporting `(events_checked, head_seq)` as the chain walk goes.
+    pub fn verify_with_progress(
+        &self,
+        receipt_keys: Option<&HashMap<String, VerifyingKey>>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<VerifyReport, LedgerError> {
+        self.with_connection(|c| verify::verify_with_progress(c, receipt_keys, progress))
+    }
+
+    /// The `event_id` stored at `seq`, read raw (so it is found even when the
+    /// rest of the row no longer parses); `None` when no row has that seq.
+    pub fn event_id_at(&self, seq: u64) -> Result<Option<String>, LedgerError> {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        self.with_connection(|c| {
+            let id: Option<Option<String>> = c
+                .query_row("SELECT CAST(event_id AS TEXT) FROM audit_events WHERE seq = ?1", [seq], |r| r.get(0))
+                .optional()?;
+            Ok(id.flatten())
+        })
     }
 }

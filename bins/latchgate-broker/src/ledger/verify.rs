@@ -101,9 +101,19 @@ pub fn verify(
     conn: &Connection,
     receipt_keys: Option<&HashMap<String, VerifyingKey>>,
 ) -> Result<VerifyReport, LedgerError> {
+    verify_with_progress(conn, receipt_keys, &mut |_, _| {})
+}
+
+/// [`verify`], calling `progress(events_checked, head_seq)` after each event
+/// of the chain walk (for a progress bar on long ledgers).
+pub fn verify_with_progress(
+    conn: &Connection,
+    receipt_keys: Option<&HashMap<String, VerifyingKey>>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<VerifyReport, LedgerError> {
     let snapshot = conn.unchecked_transaction()?;
     let mut report = VerifyReport { receipt_signatures_verified: receipt_keys.is_some(), ..Default::default() };
-    let witnesses = walk_chain(&snapshot, &mut report).map_err(|e| e.into_ledger_error())?;
+    let witnesses = walk_chain(&snapshot, &mut report, progress).map_err(|e| e.into_ledger_error())?;
     let mut breaks = Vec::new();
     check_intents_and_grants(&snapshot, &witnesses, &mut report, &mut breaks)?;
     check_receipts(&snapshot, &witnesses, receipt_keys, &mut report, &mut breaks)?;
@@ -135,8 +145,15 @@ impl From<rusqlite::Error> for WalkError {
     }
 }
 
-fn walk_chain(conn: &Connection, report: &mut VerifyReport) -> Result<Witnesses, WalkError> {
+fn walk_chain(
+    conn: &Connection,
+    report: &mut VerifyReport,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Witnesses, WalkError> {
     let mut witnesses = Witnesses::default();
+    let expected_total: i64 =
+        conn.query_row("SELECT seq FROM chain_head WHERE id = 1", [], |r| r.get(0)).optional()?.unwrap_or(0);
+    let expected_total = expected_total.max(0) as u64;
     let mut prev_seq = 0u64;
     let mut prev_hash = GENESIS_PREV_HASH.to_string();
     let mut statement = conn.prepare(&format!("SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY seq"))?;
@@ -162,6 +179,7 @@ fn walk_chain(conn: &Connection, report: &mut VerifyReport) -> Result<Witnesses,
         prev_seq = event.seq;
         prev_hash = event.hash;
         report.events += 1;
+        progress(report.events, expected_total);
     }
     let head: Option<(i64, String)> = conn
         .query_row("SELECT seq, hash FROM chain_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))

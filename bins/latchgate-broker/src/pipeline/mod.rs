@@ -55,10 +55,15 @@ pub async fn execute(
     body: &[u8],
 ) -> Result<Answer, ApiError> {
     gate.drain_guard()?;
+    let mut stages = Stages::start();
     let lease = authenticate_request(gate, peer, auth).await?;
+    stages.mark("auth");
     let trace_id = uuid::Uuid::new_v4().to_string();
     let plan = match decide(gate, lease, action_id, body, &trace_id).await {
-        Ok(plan) => plan,
+        Ok(plan) => {
+            stages.mark("decide");
+            plan
+        }
         Err(Refusal { error, lease }) => {
             record_denial(gate, &trace_id, action_id, lease.as_ref(), &error).await?;
             return Err(error);
@@ -68,7 +73,8 @@ pub async fn execute(
         return hold_for_approval(gate, &plan).await;
     }
     gate.in_flight.fetch_add(1, Ordering::SeqCst);
-    let answer = run_plan(gate, plan).await;
+    let answer = run_plan(gate, plan, &mut stages).await;
+    tracing::debug!(stages = %stages, "execute timings");
     gate.in_flight.fetch_sub(1, Ordering::SeqCst);
     answer
 }
@@ -221,7 +227,7 @@ fn persistence_failed(e: LedgerError) -> ApiError {
 }
 
 /// Debit → grant → intent → dispatch → assess → receipt → evidence.
-async fn run_plan(gate: &Gate, plan: Plan) -> Result<Answer, ApiError> {
+async fn run_plan(gate: &Gate, plan: Plan, stages: &mut Stages) -> Result<Answer, ApiError> {
     let session = plan.lease.sid.clone();
     match gate.state.debit(&session, 1, plan.cost_cents).await.map_err(state_error)? {
         DebitOutcome::Debited(_) => {}
@@ -247,28 +253,40 @@ async fn run_plan(gate: &Gate, plan: Plan) -> Result<Answer, ApiError> {
             return Err(state_error(e));
         }
     };
-    let grant = match sign_grant(gate, &plan, epoch).await {
-        Ok(grant) => grant,
-        Err(e) => {
-            refund().await;
-            return Err(e);
-        }
-    };
+    // The intent needs only the grant's id: it is committed (fsync) while the
+    // signer signs, and dispatch waits for both.
+    let grant_id = uuid::Uuid::new_v4().to_string();
     let intent = NewIntent {
         intent_id: uuid::Uuid::new_v4().to_string(),
-        grant_id: grant.grant.grant_id.clone(),
+        grant_id: grant_id.clone(),
         trace_id: plan.trace_id.clone(),
         action_id: plan.action.id().to_string(),
         request_hash: plan.request_hash.clone(),
     };
     let intent_id = intent.intent_id.clone();
-    if let Err(e) = gate.ledger.record_intent_and_consume_grant(intent).await {
+    stages.mark("debit");
+    let (signed, recorded) =
+        tokio::join!(sign_grant(gate, &plan, epoch, grant_id), gate.ledger.record_intent_and_consume_grant(intent));
+    if let Err(e) = recorded {
         refund().await;
         return Err(match e {
             LedgerError::GrantConsumed(_) => ApiError::new(ErrorCode::GrantConsumed),
             other => persistence_failed(other),
         });
     }
+    let grant = match signed {
+        Ok(grant) => grant,
+        Err(e) => {
+            // The intent is written but nothing was dispatched: close it and give the debit back.
+            refund().await;
+            let mut event = audit_event("action_failed", &plan);
+            event.decision = Some("failed".into());
+            event.payload = json!({"intent_id": intent_id, "reason": "grant_not_signed"});
+            gate.ledger.fail_intent(intent_id, event).await.map_err(persistence_failed)?;
+            return Err(e);
+        }
+    };
+    stages.mark("grant_and_intent_commit");
     let started_at = rfc3339(OffsetDateTime::now_utc());
     let outcome = match dispatch(gate, &plan, grant.clone(), epoch).await {
         Dispatched::Ran(outcome) => outcome,
@@ -307,7 +325,9 @@ async fn run_plan(gate: &Gate, plan: Plan) -> Result<Answer, ApiError> {
         failure_class: assessment.failure_class.clone(),
         approved_by: None,
     };
+    stages.mark("dispatch");
     sign_receipt(gate, &mut receipt).await?;
+    stages.mark("receipt_sign");
     let succeeded = assessment.failure_class.is_none();
     let mut event = audit_event(if succeeded { "action_executed" } else { "action_failed" }, &plan);
     event.decision = Some(if succeeded { "executed" } else { "failed" }.into());
@@ -323,6 +343,7 @@ async fn run_plan(gate: &Gate, plan: Plan) -> Result<Answer, ApiError> {
         event,
     };
     gate.ledger.finalize(finalization).await.map_err(persistence_failed)?;
+    stages.mark("evidence_commit");
 
     let runtime = json!({
         "duration_ms": outcome.duration_us as f64 / 1000.0,
@@ -360,11 +381,11 @@ async fn run_plan(gate: &Gate, plan: Plan) -> Result<Answer, ApiError> {
     })
 }
 
-async fn sign_grant(gate: &Gate, plan: &Plan, epoch: u64) -> Result<SignedGrant, ApiError> {
+async fn sign_grant(gate: &Gate, plan: &Plan, epoch: u64, grant_id: String) -> Result<SignedGrant, ApiError> {
     let now = unix_now();
     let manifest = plan.action.manifest();
     let grant = Grant {
-        grant_id: uuid::Uuid::new_v4().to_string(),
+        grant_id,
         trace_id: plan.trace_id.clone(),
         action_id: manifest.action_id.clone(),
         action_version: manifest.version.clone(),
@@ -439,5 +460,33 @@ async fn dispatch(gate: &Gate, plan: &Plan, grant: SignedGrant, epoch: u64) -> D
             let error = unavailable("executor", &e);
             Dispatched::Lost(ApiError { code: ErrorCode::ActionExecutionFailed, ..error })
         }
+    }
+}
+
+/// Where the time of one execution went (logged at debug level), for
+/// reading `make bench` figures against the stages of the pipeline.
+struct Stages {
+    last: std::time::Instant,
+    marks: Vec<(&'static str, Duration)>,
+}
+
+impl Stages {
+    fn start() -> Self {
+        Stages { last: std::time::Instant::now(), marks: Vec::with_capacity(8) }
+    }
+
+    fn mark(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        self.marks.push((stage, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (stage, took)) in self.marks.iter().enumerate() {
+            write!(f, "{}{stage}={}us", if i == 0 { "" } else { " " }, took.as_micros())?;
+        }
+        Ok(())
     }
 }
