@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # LatchGate copy of the shared, tested recipe (../shared/tools/build-providers.sh),
-# extended with step 5 (digest pins). Usage from the repo root: scripts/build-providers.sh providers
+# unchanged but for this header. Placing and pinning the modules is
+# scripts/providers.sh's job (make providers / make providers-check).
 # build-providers.sh — build every cdylib crate of a Cargo workspace to WebAssembly
 # using Debian bookworm's rustc-web (1.96) + rust-web-src + -Zbuild-std.
 # No rustup target / rust-std download is needed: std is compiled from
@@ -132,13 +133,4 @@ if printf '%s\n' "${crates[@]}" | grep -q '^component '; then
   fi
   build_group component "$COMPONENT_TARGET" "$WCL" \
     "-Clink-arg=--wasm-ld-path=$WASM_LD" $REMAP $(wasi_flags "$COMPONENT_TARGET")
-fi
-
-# ---- 5. digest pins ------------------------------------------------------
-# digests.txt is what the executor verifies before compiling anything and what
-# manifests pin; CI rebuilds and fails when `git diff` shows a change here.
-DIGESTS=${DIGESTS:-$WS/digests.txt}
-if [ "$OUT" = "$WS/dist" ]; then
-  ( cd "$OUT" && for f in *.wasm; do printf 'sha256:%s  %s\n' "$(sha256sum < "$f" | cut -d' ' -f1)" "$f"; done ) > "$DIGESTS"
-  log "wrote $DIGESTS"
 fi

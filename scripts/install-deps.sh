@@ -2,6 +2,9 @@
 # Install what LatchGate needs from Debian, only what is missing.
 #   install-deps.sh build   toolchain and C build deps
 #   install-deps.sh test    build deps + the real services tests start (redis, squid)
+#                           + the provider toolchain of `make providers-check`
+#                           (Debian rustc-web, cargo-web, rust-web-src for -Zbuild-std,
+#                           and the lld matching rustc-web's LLVM)
 set -euo pipefail
 what=${1:-build}
 
@@ -16,13 +19,25 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 if [ "$what" = test ]; then
   want redis-server squid
+  want rustc-web cargo-web rust-web-src python3 python3-venv iproute2
 fi
 
-if [ ${#need[@]} -gt 0 ]; then
+updated=0
+install_needed() {
+  [ ${#need[@]} -gt 0 ] || return 0
   echo "[install-deps] apt-get install ${need[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -qq
+  [ $updated = 1 ] || $SUDO apt-get update -qq
+  updated=1
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  need=()
+}
+install_needed
+if [ "$what" = test ]; then
+  # wasm-ld must match rustc-web's LLVM (scripts/build-providers.sh uses /usr/lib/llvm-N/bin/wasm-ld).
+  llvm=$(/usr/bin/rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+  want "lld-$llvm"
+  install_needed
 fi
 # Debian installs redis and squid as services: tests start their own instances.
 if [ "$what" = test ]; then
@@ -35,4 +50,14 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "[install-deps] no cargo on PATH after install" >&2
   exit 1
+fi
+# The published Python SDK (latchgate 0.2, PyPI) in a private venv: the
+# compatibility test drives the gate with it unmodified.
+if [ "$what" = test ]; then
+  venv=${SDK_VENV:-target/sdk-venv}
+  if ! "$venv/bin/python" -c "import latchgate" >/dev/null 2>&1; then
+    echo "[install-deps] python SDK latchgate==0.2.0 into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "latchgate==0.2.0"
+  fi
 fi

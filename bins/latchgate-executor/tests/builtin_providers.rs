@@ -41,6 +41,36 @@ async fn http_api_fills_the_template_and_reports_what_the_host_observed() {
 }
 
 #[tokio::test]
+async fn url_values_cannot_add_path_segments_query_parameters_or_fragments() {
+    let target = start_target().await;
+    let runtime = runtime(Some(target.addr));
+    let port = target.addr.port();
+    let template = get_template(&format!("http://{TARGET_HOST}:{port}/items/{{{{id}}}}?q={{{{q}}}}&n={{{{n}}}}"));
+    let value = "a/b?admin=1#frag x&y";
+    let outcome = runtime.run(http_task(template, json!({"id": value, "q": value, "n": 7}), &[])).await.unwrap();
+    assert_eq!(output(&outcome)["status"], 200);
+    let seen = target.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let encoded = "a%2Fb%3Fadmin%3D1%23frag%20x%26y";
+    assert_eq!(seen[0].uri, format!("/items/{encoded}?q={encoded}&n=7"));
+}
+
+#[tokio::test]
+async fn a_url_template_that_is_one_placeholder_takes_the_whole_url_unencoded() {
+    let target = start_target().await;
+    let runtime = runtime(Some(target.addr));
+    let url = format!("http://{TARGET_HOST}:{}/a/b?x=1&y=%2F", target.addr.port());
+    let outcome = runtime.run(http_task(get_template("{{url}}"), json!({ "url": url }), &[])).await.unwrap();
+    assert_eq!(output(&outcome)["status"], 200);
+    assert_eq!(target.seen.lock().unwrap()[0].uri, "/a/b?x=1&y=%2F");
+    // The whole URL is still a sink the host checks like any other.
+    let metadata = json!({"url": "http://169.254.169.254/latest/meta-data/"});
+    let outcome = runtime.run(http_task(get_template("{{url}}"), metadata, &[])).await.unwrap();
+    assert_eq!(outcome.failure_class(), Some(FailureClass::EgressDenied));
+    assert_eq!(target.seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn provider_set_credential_headers_are_stripped() {
     let target = start_target().await;
     let runtime = runtime(Some(target.addr));

@@ -1,5 +1,7 @@
 //! Each adversarial provider is contained with its own failure class, and the
-//! same runtime serves the next call normally.
+//! same runtime serves the next call normally. The fixtures are built like the
+//! builtin providers but live in `providers/dist-test/` (never the shipped
+//! `dist/`); the runtime here loads both.
 
 mod common;
 
@@ -25,7 +27,7 @@ async fn run_hostile(runtime: &Runtime, module: &str, imports: &[HostImport], li
 #[tokio::test]
 async fn infinite_loop_is_stopped_by_fuel_and_the_runtime_keeps_serving() {
     let target = start_target().await;
-    let runtime = runtime(Some(target.addr));
+    let runtime = runtime_with_fixtures(Some(target.addr));
     let limits = ResourceLimits { fuel: 5_000_000, ..ResourceLimits::default() };
     let outcome = run_hostile(&runtime, "hostile_loop", &[], limits).await;
     assert_eq!(outcome.failure_class(), Some(FailureClass::FuelExhausted));
@@ -36,7 +38,7 @@ async fn infinite_loop_is_stopped_by_fuel_and_the_runtime_keeps_serving() {
 #[tokio::test]
 async fn infinite_loop_with_ample_fuel_is_stopped_by_the_epoch_deadline() {
     let target = start_target().await;
-    let runtime = runtime(Some(target.addr));
+    let runtime = runtime_with_fixtures(Some(target.addr));
     let limits = ResourceLimits { fuel: u64::MAX / 4, timeout_seconds: 1, ..ResourceLimits::default() };
     let started = std::time::Instant::now();
     let outcome = run_hostile(&runtime, "hostile_loop", &[], limits).await;
@@ -48,7 +50,7 @@ async fn infinite_loop_with_ample_fuel_is_stopped_by_the_epoch_deadline() {
 #[tokio::test]
 async fn memory_hog_hits_the_memory_cap() {
     let target = start_target().await;
-    let runtime = runtime(Some(target.addr));
+    let runtime = runtime_with_fixtures(Some(target.addr));
     let limits = ResourceLimits { memory_mb: 16 + 8, ..ResourceLimits::default() };
     let outcome = run_hostile(&runtime, "hostile_memory", &[], limits).await;
     assert_eq!(outcome.failure_class(), Some(FailureClass::MemoryLimit), "{outcome:?}");
@@ -58,7 +60,7 @@ async fn memory_hog_hits_the_memory_cap() {
 #[tokio::test]
 async fn stack_overflow_is_a_trap() {
     let target = start_target().await;
-    let runtime = runtime(Some(target.addr));
+    let runtime = runtime_with_fixtures(Some(target.addr));
     let outcome = run_hostile(&runtime, "hostile_stack", &[], ResourceLimits::default()).await;
     assert_eq!(outcome.failure_class(), Some(FailureClass::Trap), "{outcome:?}");
     healthy_call_succeeds(&runtime, &target).await;
@@ -67,7 +69,7 @@ async fn stack_overflow_is_a_trap() {
 #[tokio::test]
 async fn io_call_flood_is_cut_at_the_budget() {
     let target = start_target().await;
-    let runtime = runtime(Some(target.addr));
+    let runtime = runtime_with_fixtures(Some(target.addr));
     let url = format!("http://{TARGET_HOST}:{}/flood", target.addr.port());
     let mut t = http_task(get_template(&url), json!({ "url": url }), &[]);
     t.module_digest = digest_of("hostile_io_flood");
@@ -84,7 +86,7 @@ async fn io_call_flood_is_cut_at_the_budget() {
 #[tokio::test]
 async fn provider_importing_an_undeclared_interface_fails_to_instantiate() {
     let target = start_target().await;
-    let runtime = runtime(Some(target.addr));
+    let runtime = runtime_with_fixtures(Some(target.addr));
     // The component imports log and http; its manifest declares only log.
     let outcome =
         run_hostile(&runtime, "hostile_undeclared_import", &[HostImport::Log], ResourceLimits::default()).await;
@@ -106,7 +108,7 @@ async fn provider_importing_an_undeclared_interface_fails_to_instantiate() {
 #[tokio::test]
 async fn oversized_output_is_refused() {
     let target = start_target().await;
-    let runtime = runtime(Some(target.addr));
+    let runtime = runtime_with_fixtures(Some(target.addr));
     let outcome = run_hostile(&runtime, "hostile_oversized_output", &[], ResourceLimits::default()).await;
     assert_eq!(outcome.failure_class(), Some(FailureClass::OutputTooLarge), "{outcome:?}");
     healthy_call_succeeds(&runtime, &target).await;
@@ -115,7 +117,7 @@ async fn oversized_output_is_refused() {
 #[tokio::test]
 async fn malformed_output_is_refused() {
     let target = start_target().await;
-    let runtime = runtime(Some(target.addr));
+    let runtime = runtime_with_fixtures(Some(target.addr));
     let outcome = run_hostile(&runtime, "hostile_malformed_output", &[], ResourceLimits::default()).await;
     assert_eq!(outcome.failure_class(), Some(FailureClass::MalformedOutput), "{outcome:?}");
     healthy_call_succeeds(&runtime, &target).await;
@@ -124,7 +126,7 @@ async fn malformed_output_is_refused() {
 #[tokio::test]
 async fn every_hostile_provider_in_turn_on_one_runtime() {
     let target = start_target().await;
-    let runtime = runtime(Some(target.addr));
+    let runtime = runtime_with_fixtures(Some(target.addr));
     // Tight caps so that each attack meets the limit it targets first.
     let tight = ResourceLimits { memory_mb: 24, timeout_seconds: 2, ..ResourceLimits::default() };
     let cases = [
@@ -145,4 +147,13 @@ async fn every_hostile_provider_in_turn_on_one_runtime() {
         assert_eq!(outcome.failure_class(), Some(class), "{module}: {outcome:?}");
         healthy_call_succeeds(&runtime, &target).await;
     }
+}
+
+#[tokio::test]
+async fn the_shipped_providers_directory_cannot_run_a_fixture() {
+    let shipped = std::fs::read_dir(dist_dir()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap());
+    let shipped: Vec<String> = shipped.collect();
+    assert!(shipped.iter().all(|f| !f.starts_with("hostile_")), "fixture in providers/dist: {shipped:?}");
+    let err = runtime(None).run(task("hostile_loop", &[], json!({}))).await.expect_err("fixture ran");
+    assert_eq!(err.code(), "module_unknown");
 }

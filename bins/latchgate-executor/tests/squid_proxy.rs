@@ -1,16 +1,20 @@
-//! The egress proxy layer with a real Debian Squid running the generated
-//! config: an allowed request passes through to a loopback target, and a
-//! non-allowed destination is refused by the proxy itself even when the
-//! gate's own check is bypassed (raw requests straight to the proxy).
+//! The egress proxy layer with a real Debian Squid running on the files
+//! `latchgate egress squid-config` writes (the same `write_squid_files` over
+//! the domains of the `proxy_allowlist` actions): an allowed request passes
+//! through to a loopback target, and a non-allowed destination is refused by
+//! the proxy itself even when the gate's own check is bypassed (raw requests
+//! straight to the proxy).
 //!
 //! Skipped, loudly, only when `squid` is not installed (`make` installs it).
 
 mod common;
 
 use common::*;
-use latchgate_core::egress::{SquidSettings, squid_allowlist, squid_config};
+use latchgate_core::action::{EgressProfile, EgressRules};
+use latchgate_core::egress::{SquidFiles, SquidPlan, proxy_allowlist_domains, write_squid_files};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +25,8 @@ const SQUID: &str = "/usr/sbin/squid";
 struct Squid {
     child: Child,
     name: String,
-    state: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    files: SquidFiles,
     addr: SocketAddr,
 }
 
@@ -48,7 +53,6 @@ impl Drop for Squid {
                 }
             }
         }
-        let _ = &self.state;
     }
 }
 
@@ -56,42 +60,45 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn start_squid(allowed: &[&str], target: SocketAddr) -> Squid {
-    let state = tempfile::Builder::new().prefix("sq").tempdir_in("/tmp").unwrap();
-    let allowlist_path: PathBuf = state.path().join("allowlist.txt");
-    let (allowlist, invalid) = squid_allowlist(allowed);
-    assert!(invalid.is_empty());
-    std::fs::write(&allowlist_path, allowlist).unwrap();
+fn proxied(domains: &[&str]) -> EgressRules {
+    EgressRules {
+        profile: EgressProfile::ProxyAllowlist,
+        allowed_domains: domains.iter().map(|d| d.to_string()).collect(),
+        allowed_methods: vec![],
+    }
+}
+
+/// Writes the proxy files for `actions` as the CLI does and starts Squid on them.
+fn start_squid(actions: &[EgressRules], target: SocketAddr) -> Squid {
+    let dir = tempfile::Builder::new().prefix("sq").tempdir_in("/tmp").unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = squid_config(&SquidSettings {
+    let plan = SquidPlan {
         listen: addr,
-        allowed_domains: allowed.iter().map(|s| s.to_string()).collect(),
-        allowlist_path: &allowlist_path,
-        state_dir: state.path(),
+        allowed_domains: proxy_allowlist_domains(actions),
+        state_dir: dir.path().join("state"),
         extra_ports: vec![target.port()],
         allow_private_destinations: vec![target],
-    });
-    let conf = state.path().join("squid.conf");
-    std::fs::write(&conf, config).unwrap();
+    };
+    let files = write_squid_files(&plan, &dir.path().join("etc")).unwrap();
     if nix::unistd::geteuid().is_root() {
-        // Squid started as root switches to `proxy`, which must write its logs and pid file.
+        // Squid started as root runs as `proxy`: it reads etc/ (owned by root)
+        // and writes only its state dir.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let proxy = nix::unistd::User::from_name("proxy").unwrap().expect("user proxy");
-        for p in [state.path(), allowlist_path.as_path(), conf.as_path()] {
-            nix::unistd::chown(p, Some(proxy.uid), Some(proxy.gid)).unwrap();
-        }
+        nix::unistd::chown(&files.state_dir, Some(proxy.uid), Some(proxy.gid)).unwrap();
     }
     let name = format!("lgsq{}{}", std::process::id(), rand::random::<u16>());
     let child = Command::new(SQUID)
         .args(["-N", "-n", &name, "-f"])
-        .arg(&conf)
+        .arg(&files.config)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let squid = Squid { child, name, state, addr };
+    let squid = Squid { child, name, _dir: dir, files, addr };
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "squid did not open {addr}: {}", log_of(squid.state.path()));
+        assert!(Instant::now() < deadline, "squid did not open {addr}: {}", log_of(&squid.files.state_dir));
         std::thread::sleep(Duration::from_millis(50));
     }
     squid
@@ -128,7 +135,11 @@ async fn squid_passes_allowed_and_refuses_unlisted_destinations_even_without_the
         return;
     }
     let target = start_target().await;
-    let squid = start_squid(&["localhost"], target.addr);
+    // An action without proxy egress contributes nothing, whatever it lists.
+    let mut no_egress = proxied(&["not-allowed.test"]);
+    no_egress.profile = EgressProfile::None;
+    let squid = start_squid(&[proxied(&["localhost", "*.allowed.test"]), no_egress], target.addr);
+    assert_eq!(squid.files.entries, vec![".allowed.test", "localhost"]);
     let port = target.addr.port();
 
     // Through the gate: the runtime's egress goes via the proxy.
@@ -143,7 +154,7 @@ async fn squid_passes_allowed_and_refuses_unlisted_destinations_even_without_the
     let out: serde_json::Value = serde_json::from_str(
         outcome
             .output_json()
-            .unwrap_or_else(|| panic!("call through squid failed: {outcome:?}\n{}", log_of(squid.state.path()))),
+            .unwrap_or_else(|| panic!("call through squid failed: {outcome:?}\n{}", log_of(&squid.files.state_dir))),
     )
     .unwrap();
     assert_eq!(out["status"], 200, "{out}");
@@ -162,7 +173,16 @@ async fn squid_passes_allowed_and_refuses_unlisted_destinations_even_without_the
     let other = format!(
         "GET http://not-allowed.test:{port}/raw-other HTTP/1.1\r\nHost: not-allowed.test\r\nConnection: close\r\n\r\n"
     );
-    assert_eq!(raw_status(squid.addr, &other).await, 403);
+    assert_eq!(raw_status(squid.addr, &other).await, 403, "listed only by an action without proxy egress");
+    // `*.allowed.test` became `.allowed.test`: the ACL lets it through, and
+    // only the (unresolvable) name stops it, with a 5xx rather than 403.
+    let wildcard =
+        format!("GET http://api.allowed.test:{port}/w HTTP/1.1\r\nHost: api.allowed.test\r\nConnection: close\r\n\r\n");
+    let status = raw_status(squid.addr, &wildcard).await;
+    assert!((500..600).contains(&status), "{status}: a subdomain of a wildcard entry must pass the ACL");
+    let lookalike =
+        format!("GET http://evilallowed.test:{port}/w HTTP/1.1\r\nHost: evilallowed.test\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw_status(squid.addr, &lookalike).await, 403);
     let connect = "CONNECT evil.example.com:443 HTTP/1.1\r\nHost: evil.example.com:443\r\n\r\n";
     assert_eq!(raw_status(squid.addr, connect).await, 403);
     let metadata =

@@ -127,6 +127,19 @@ pub fn check_domain(entry: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The placeholder name when a `url_template` is exactly one `{{name}}` and
+/// nothing else: the whole URL is then a request parameter, passed to the host
+/// unencoded (and checked there as a sink). In any other template each value
+/// is percent-encoded as one URL component. `providers/http_api` applies the
+/// same rule when it fills the template.
+pub fn whole_url_placeholder(url_template: &str) -> Option<&str> {
+    let inner = url_template.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") {
+        return None;
+    }
+    Some(inner.trim())
+}
+
 /// `{{name}}` placeholders of a template string, in order of appearance.
 pub fn placeholders(template: &str) -> Result<Vec<&str>, String> {
     let mut out = Vec::new();
@@ -281,13 +294,12 @@ fn check_headers(t: &HttpTemplate, v: &mut Violations) {
 /// its own egress check is a mistake worth catching at load).
 fn check_url_template(m: &Manifest, url_template: &str, v: &mut Violations) {
     let field = "template.url_template";
-    let whole_url_is_parameter = url_template.trim().starts_with("{{");
-    if whole_url_is_parameter {
+    if whole_url_placeholder(url_template).is_some() {
         // The host comes from the request; the executor checks it per call.
         return;
     }
     let Some((_, rest)) = url_template.split_once("://").filter(|(s, _)| matches!(*s, "https" | "http")) else {
-        v.push(field, "must start with https:// or http:// (or be a single `{{url}}` placeholder)");
+        v.push(field, "must start with https:// or http:// (or be exactly one `{{url}}` placeholder)");
         return;
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
@@ -524,6 +536,16 @@ mod tests {
         assert_eq!(placeholders("https://x/{{owner}}/{{ repo }}").unwrap(), vec!["owner", "repo"]);
         assert!(placeholders("https://x/{{owner").is_err());
         assert!(placeholders("https://x/{{a-b}}").is_err());
+    }
+
+    #[test]
+    fn only_a_template_that_is_one_placeholder_is_a_whole_url() {
+        assert_eq!(whole_url_placeholder("{{url}}"), Some("url"));
+        assert_eq!(whole_url_placeholder("{{ url }}"), Some("url"));
+        assert_eq!(whole_url_placeholder(" {{url}}"), None);
+        assert_eq!(whole_url_placeholder("{{host}}/path"), None);
+        assert_eq!(whole_url_placeholder("{{a}}{{b}}"), None);
+        assert_eq!(whole_url_placeholder("https://x/{{id}}"), None);
     }
 
     #[test]

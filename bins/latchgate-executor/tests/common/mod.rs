@@ -22,17 +22,68 @@ pub const KID: &str = "grant-key-1";
 /// The name tests use for the loopback target; `MapResolver` points it at 127.0.0.1.
 pub const TARGET_HOST: &str = "target.test";
 
-pub fn dist_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../providers/dist")
+fn providers_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../providers")
 }
 
+/// The production modules (builtin providers only), as a deployment ships them.
+pub fn dist_dir() -> PathBuf {
+    providers_root().join("dist")
+}
+
+/// Pins of [`dist_dir`].
 pub fn expected_digests() -> ExpectedDigests {
-    let text = std::fs::read_to_string(dist_dir().join("../digests.txt")).unwrap();
+    let text = std::fs::read_to_string(providers_root().join("digests.txt")).unwrap();
     ExpectedDigests::parse(&text).unwrap()
 }
 
+/// Pins of the test-only `hostile_*` fixtures in `providers/dist-test/`.
+fn fixture_digests() -> ExpectedDigests {
+    let text = std::fs::read_to_string(providers_root().join("digests-test.txt")).unwrap();
+    ExpectedDigests::parse(&text).unwrap()
+}
+
+/// Digest of `module` among the builtin providers, else among the fixtures.
 pub fn digest_of(module: &str) -> String {
-    expected_digests().digest_of(&format!("{module}.wasm")).unwrap().to_string()
+    let file = format!("{module}.wasm");
+    let digest = expected_digests().digest_of(&file).map(str::to_string);
+    digest.or_else(|| fixture_digests().digest_of(&file).map(str::to_string)).unwrap()
+}
+
+/// A providers directory holding the builtin providers and the fixtures, with
+/// the pins of both: the fixtures never sit in the production `dist/`.
+/// Built once per test process under the target dir (each file written whole
+/// and renamed into place).
+pub fn providers_with_fixtures() -> (PathBuf, ExpectedDigests) {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("providers-with-fixtures");
+        std::fs::create_dir_all(&dir).unwrap();
+        let sources = [dist_dir(), providers_root().join("dist-test")];
+        let wanted: Vec<std::ffi::OsString> =
+            sources.iter().flat_map(|src| std::fs::read_dir(src).unwrap().map(|e| e.unwrap().file_name())).collect();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if !wanted.contains(&entry.file_name()) {
+                std::fs::remove_file(entry.path()).unwrap();
+            }
+        }
+        for src in &sources {
+            for entry in std::fs::read_dir(src).unwrap() {
+                let entry = entry.unwrap();
+                let tmp = dir.join(format!(".{}.{}", entry.file_name().to_string_lossy(), std::process::id()));
+                std::fs::copy(entry.path(), &tmp).unwrap();
+                std::fs::rename(&tmp, dir.join(entry.file_name())).unwrap();
+            }
+        }
+        dir
+    });
+    let text = [providers_root().join("digests.txt"), providers_root().join("digests-test.txt")]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    (dir.clone(), ExpectedDigests::parse(&text).unwrap())
 }
 
 pub fn signing_key() -> SigningKey {
@@ -71,6 +122,13 @@ pub fn config_with(target: Option<SocketAddr>) -> RuntimeConfig {
 
 pub fn runtime(target: Option<SocketAddr>) -> Runtime {
     Runtime::new(config_with(target)).unwrap()
+}
+
+/// [`runtime`] that can also run the `hostile_*` fixtures.
+pub fn runtime_with_fixtures(target: Option<SocketAddr>) -> Runtime {
+    let mut config = config_with(target);
+    (config.providers_dir, config.expected_digests) = providers_with_fixtures();
+    Runtime::new(config).unwrap()
 }
 
 pub fn now() -> i64 {
