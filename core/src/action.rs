@@ -115,13 +115,13 @@ const URL_COMPONENT: &percent_encoding::AsciiSet =
 impl HttpTemplate {
     /// The URL the provider will request, filled exactly as the `http_api`
     /// provider fills it (providers/README.md): a template that is one
-    /// placeholder takes the field as the whole URL; anywhere else a value is
+    /// placeholder (the validator's `whole_url_placeholder`) takes the field
+    /// as the whole URL; anywhere else a value is
     /// percent-encoded as a URL component, so it can never change the host.
     pub fn render_url(&self, params: &serde_json::Value) -> Result<String, TemplateError> {
-        let template = self.url_template.trim();
-        let whole = template.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")).filter(|n| is_var_name(n));
-        if let Some(name) = whole {
-            return scalar(params, name.trim());
+        let template = self.url_template.as_str();
+        if let Some(name) = crate::manifest::validate::whole_url_placeholder(template) {
+            return scalar(params, name);
         }
         let mut out = String::with_capacity(template.len());
         let mut rest = template;
@@ -136,11 +136,6 @@ impl HttpTemplate {
         out.push_str(rest);
         Ok(out)
     }
-}
-
-fn is_var_name(name: &str) -> bool {
-    let name = name.trim();
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn scalar(params: &serde_json::Value, name: &str) -> Result<String, TemplateError> {
