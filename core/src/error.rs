@@ -109,6 +109,13 @@ impl ApiError {
         self
     }
 
+    /// A process behind this one cannot be reached: fail closed with 503, retry in 1 s.
+    pub fn component_unavailable(component: &str) -> Self {
+        ApiError::new(ErrorCode::ComponentUnavailable)
+            .with_reason(format!("{component} unavailable"))
+            .with_retry_after(1)
+    }
+
     /// The JSON body: `{"error": code, ...details}`.
     pub fn to_json(&self) -> serde_json::Value {
         let mut body = serde_json::Map::new();

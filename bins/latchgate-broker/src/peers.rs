@@ -20,7 +20,7 @@ pub struct Peers {
 /// A peer could not be reached: fail closed with 503.
 pub fn unavailable(component: &str, e: &IpcError) -> ApiError {
     tracing::warn!(component, code = e.code(), error = %e, "peer unavailable");
-    ApiError::new(ErrorCode::ComponentUnavailable).with_reason(format!("{component} unavailable")).with_retry_after(1)
+    ApiError::component_unavailable(component)
 }
 
 /// The signer answered something other than what was asked for.

@@ -32,7 +32,7 @@ pub fn component_unavailable(component: &str, cause: &latchgate_ipc::IpcError) -
 
 pub fn unavailable_error(component: &str, cause: &latchgate_ipc::IpcError) -> ApiError {
     tracing::warn!(component, code = cause.code(), "dependency unavailable");
-    ApiError::new(ErrorCode::ComponentUnavailable).with_reason(format!("{component} unavailable")).with_retry_after(1)
+    ApiError::component_unavailable(component)
 }
 
 /// A JSON body the broker already rendered.
