@@ -81,6 +81,20 @@ pub struct Config {
     pub fs_root: Option<PathBuf>,
     pub egress: Egress,
     pub executor: Executor,
+    /// Named operators of the admin socket (API.md): `[operator_credentials.NAME]`.
+    pub operator_credentials: BTreeMap<String, OperatorCredential>,
+}
+
+/// One operator: the API key sent as `Authorization: DPoP <api_key>`, bound to
+/// the RFC 7638 thumbprint of the P-256 key that signs the operator's proofs.
+/// `dpop_jkt` is optional only so that a config lacking it can be named by the
+/// production-safety check instead of failing to parse.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorCredential {
+    pub api_key: String,
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 /// Host I/O of the executor.
@@ -134,6 +148,7 @@ impl Default for Config {
             fs_root: None,
             egress: Egress::default(),
             executor: Executor::default(),
+            operator_credentials: BTreeMap::new(),
         }
     }
 }
