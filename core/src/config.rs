@@ -83,6 +83,42 @@ pub struct Config {
     pub executor: Executor,
     /// Named operators of the admin socket (API.md): `[operator_credentials.NAME]`.
     pub operator_credentials: BTreeMap<String, OperatorCredential>,
+    /// Human approvals of high-risk calls.
+    pub approvals: Approvals,
+    /// Token buckets per operator on the admin socket.
+    pub operator_limits: OperatorLimits,
+}
+
+/// How long a held call waits for an operator, and how often expiry is checked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Approvals {
+    /// A pending approval expires this long after the agent's request (API default 300 s).
+    pub ttl_seconds: u64,
+    /// How often the broker's sweeper marks expired approvals.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        Approvals { ttl_seconds: 300, sweep_interval_ms: 1_000 }
+    }
+}
+
+/// Requests per second each operator may make (bucket size = one second's worth).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorLimits {
+    /// POST routes (approve, deny, revoke, drain, reload, policy edits).
+    pub writes_per_second: u32,
+    /// GET routes (status, audit, receipts, approvals list).
+    pub reads_per_second: u32,
+}
+
+impl Default for OperatorLimits {
+    fn default() -> Self {
+        OperatorLimits { writes_per_second: 20, reads_per_second: 100 }
+    }
 }
 
 /// One operator: the API key sent as `Authorization: DPoP <api_key>`, bound to
@@ -149,6 +185,8 @@ impl Default for Config {
             egress: Egress::default(),
             executor: Executor::default(),
             operator_credentials: BTreeMap::new(),
+            approvals: Approvals::default(),
+            operator_limits: OperatorLimits::default(),
         }
     }
 }
@@ -263,6 +301,9 @@ impl Default for Supervisor {
     }
 }
 
+/// Longest an approval may stay pending (a day): a held call is not a queue.
+pub const MAX_APPROVAL_TTL_SECONDS: u64 = 86_400;
+
 /// A loaded config with its paths resolved.
 #[derive(Clone, Debug)]
 pub struct LoadedConfig {
@@ -317,6 +358,15 @@ impl LoadedConfig {
         }
         if c.limits.max_body_bytes == 0 {
             return Err(self.invalid("limits.max_body_bytes", "must be > 0"));
+        }
+        if !(1..=MAX_APPROVAL_TTL_SECONDS).contains(&c.approvals.ttl_seconds) {
+            return Err(self.invalid("approvals.ttl_seconds", format!("must be 1..={MAX_APPROVAL_TTL_SECONDS}")));
+        }
+        if c.approvals.sweep_interval_ms == 0 {
+            return Err(self.invalid("approvals.sweep_interval_ms", "must be > 0"));
+        }
+        if c.operator_limits.writes_per_second == 0 || c.operator_limits.reads_per_second == 0 {
+            return Err(self.invalid("operator_limits", "rates must be > 0"));
         }
         Ok(())
     }

@@ -1,8 +1,13 @@
 //! Everything a broker request handler can reach, built once at start.
 
+use crate::admin::evidence::ExportCursors;
+use crate::admin::throttle::OperatorThrottle;
+use crate::approvals::ApprovalDesk;
+use crate::catalog::ActionCatalog;
 use crate::ledger::Ledger;
 use crate::peers::Peers;
-use crate::policy::PolicyEngine;
+use crate::policy::egress_allow::EgressAllowances;
+use crate::policy::{AclEditError, DATA_FILE, PolicyEngine, PolicyError, read_data_file};
 use crate::signer_keys::SignerKeys;
 use crate::state::StateStore;
 use latchgate_core::config::LoadedConfig;
@@ -14,10 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 
 pub struct Gate {
     pub cfg: LoadedConfig,
-    pub registry: Registry,
-    /// Which actions' provider modules match their pinned digests (checked at start).
-    pub trust: DigestTrust,
+    /// The registered actions and their digest trust (reloadable).
+    pub actions: ActionCatalog,
     pub policy: Arc<dyn PolicyEngine>,
+    /// Hosts operators allowed per action in the policy data (`egress_allow`).
+    pub egress_allow: EgressAllowances,
     pub state: Arc<dyn StateStore>,
     pub ledger: Ledger,
     pub peers: Arc<Peers>,
@@ -26,15 +32,78 @@ pub struct Gate {
     /// Set by drain: new executions are refused with 503 `draining`.
     pub draining: AtomicBool,
     pub in_flight: AtomicU64,
+    /// Approvals being executed right now (for the agent's poll).
+    pub approvals: ApprovalDesk,
+    /// Token buckets of the admin socket, per operator.
+    pub throttle: OperatorThrottle,
+    /// Audit exports in progress (continuations of their pages).
+    pub exports: ExportCursors,
+    /// When this broker started (uptime in the admin status).
+    pub started: std::time::Instant,
+}
+
+/// What the broker process hands to [`Gate::new`].
+pub struct GateParts {
+    pub cfg: LoadedConfig,
+    pub registry: Registry,
+    pub trust: DigestTrust,
+    pub policy: Arc<dyn PolicyEngine>,
+    pub state: Arc<dyn StateStore>,
+    pub ledger: Ledger,
+    pub peers: Arc<Peers>,
+    pub dpop: DpopVerifier,
 }
 
 impl Gate {
+    pub fn new(parts: GateParts) -> Gate {
+        let GateParts { cfg, registry, trust, policy, state, ledger, peers, dpop } = parts;
+        let egress_allow = EgressAllowances::default();
+        // A data file the policy engine accepted but whose allowances do not
+        // parse allows nothing extra (and says so), rather than failing start.
+        match read_data_file(&cfg.policies_dir().join(DATA_FILE)).and_then(|d| egress_allow.load_from(&d)) {
+            Ok(count) if count > 0 => tracing::info!(count, "operator egress allowances loaded"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(code = e.code(), error = %e, "egress allowances not loaded; none in force"),
+        }
+        let throttle = OperatorThrottle::new(&cfg.config.operator_limits);
+        Gate {
+            cfg,
+            actions: ActionCatalog::new(registry, trust),
+            policy,
+            egress_allow,
+            state,
+            ledger,
+            peers,
+            keys: SignerKeys::default(),
+            dpop,
+            draining: Default::default(),
+            in_flight: Default::default(),
+            approvals: ApprovalDesk::default(),
+            throttle,
+            exports: ExportCursors::default(),
+            started: std::time::Instant::now(),
+        }
+    }
+
     pub fn drain_guard(&self) -> Result<(), ApiError> {
         if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(ApiError::new(ErrorCode::Draining).with_retry_after(5));
         }
         Ok(())
     }
+
+    /// Load the policy data again: the engine first (it self-checks and keeps
+    /// the old data on error), then the egress allowances of the same file.
+    pub fn reload_policy(&self) -> Result<String, PolicyError> {
+        let version = self.policy.reload()?;
+        let data = read_data_file(&self.cfg.policies_dir().join(DATA_FILE)).map_err(acl_load_error)?;
+        self.egress_allow.load_from(&data).map_err(acl_load_error)?;
+        Ok(version)
+    }
+}
+
+fn acl_load_error(e: AclEditError) -> PolicyError {
+    PolicyError::Load(e.to_string())
 }
 
 /// Unix seconds now.

@@ -1,6 +1,8 @@
 //! LatchGate broker library: the modules the broker process is built from.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod approvals;
 pub mod auth;
 pub mod catalog;
 pub mod gate;

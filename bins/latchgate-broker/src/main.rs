@@ -2,11 +2,10 @@
 //! live here; it asks the signer to sign and the executor to run.
 #![forbid(unsafe_code)]
 
-use latchgate_broker::gate::Gate;
+use latchgate_broker::gate::{Gate, GateParts};
 use latchgate_broker::ledger::{LEDGER_FILE, Ledger};
 use latchgate_broker::peers::Peers;
 use latchgate_broker::policy::EmbeddedRego;
-use latchgate_broker::signer_keys::SignerKeys;
 use latchgate_broker::state::SqliteStateStore;
 use latchgate_core::config::LoadedConfig;
 use latchgate_core::confine::{SealInputs, Sealer};
@@ -59,17 +58,14 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
     let ledger = Ledger::open(&state_dir.join(LEDGER_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
     let state = SqliteStateStore::open(&state_dir.join(STATE_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
     let policy = Arc::new(EmbeddedRego::load(&cfg.policies_dir()).map_err(|e| ChildError::setup(e.code(), e))?);
-    tokio::spawn(latchgate_broker::policy::watch::watch_data_file(
-        policy.clone(),
-        cfg.policies_dir().join("data.json"),
-    ));
     let dpop = DpopVerifier::new(&cfg.config.public_base_url).map_err(|e| ChildError::setup("config_invalid", e))?;
     let confinement = sealer.restrict_syscalls()?;
     tracing::info!(confinement = %confinement.summary(), "sealed");
     let own = ProcessStatus::current(ROLE, true, Some(confinement));
     let _ = peers.own.set(own.clone());
 
-    let gate = Arc::new(Gate {
+    let data_file = cfg.policies_dir().join(latchgate_broker::policy::DATA_FILE);
+    let gate = Arc::new(Gate::new(GateParts {
         cfg,
         registry,
         trust,
@@ -77,11 +73,11 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
         state: Arc::new(state),
         ledger,
         peers,
-        keys: SignerKeys::default(),
         dpop,
-        draining: Default::default(),
-        in_flight: Default::default(),
-    });
+    }));
+    let watched = gate.clone();
+    tokio::spawn(latchgate_broker::policy::watch::watch_data_file(data_file, move || watched.reload_policy()));
+    tokio::spawn(latchgate_broker::approvals::sweeper::run(gate.clone()));
     let handler_gate = gate.clone();
     tokio::spawn(serve_link::<FrontBroker, _, _>(from_front, move |request| {
         let gate = handler_gate.clone();

@@ -1,7 +1,7 @@
 //! One handler per front request variant.
 
 use crate::gate::Gate;
-use crate::{catalog, health, leases, pipeline, receipts};
+use crate::{admin, approvals, catalog, health, leases, pipeline, receipts};
 use latchgate_core::error::ApiError;
 use latchgate_ipc::messages::front_broker::{FrontReply, FrontRequest};
 use serde_json::Value;
@@ -37,5 +37,9 @@ pub async fn handle(gate: &Gate, request: FrontRequest) -> FrontReply {
         FrontRequest::GetReceipt { peer, auth, receipt_id } => {
             answer(receipts::get(gate, &peer, &auth, &receipt_id).await)
         }
+        FrontRequest::PollApproval { peer, auth, approval_id } => {
+            answer(approvals::poll(gate, &peer, &auth, &approval_id).await)
+        }
+        FrontRequest::Admin { peer, auth, request } => admin::handle(gate, &peer, &auth, request).await,
     }
 }

@@ -3,6 +3,7 @@
 //! limits, and hands typed requests to the broker.
 #![forbid(unsafe_code)]
 
+mod admin_routes;
 mod auth;
 mod listen;
 mod reply;

@@ -32,8 +32,11 @@ use latchgate_core::receipt::Receipt;
 
 pub use error::LedgerError;
 pub use event::{AuditEvent, GENESIS_PREV_HASH, NewAuditEvent, ReceiptWitness, Witness, ledger_timestamp};
-pub use intent::{ApprovalOutcome, ExecutionIntent, Finalization, IntentResolution, IntentState, NewIntent};
-pub use reader::{DEFAULT_EVENT_LIMIT, EventFilter, MAX_EVENT_LIMIT};
+pub use intent::{
+    ApprovalFilter, ApprovalOutcome, ApprovalRecord, ExecutionIntent, Finalization, IntentResolution, IntentState,
+    NewApproval, NewIntent,
+};
+pub use reader::{DEFAULT_EVENT_LIMIT, EventFilter, LearnedDomain, MAX_EVENT_LIMIT};
 pub use records::{INTENT_FAILED_EVENT, INTENT_RECORDED_EVENT};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use verify::{BreakReason, ChainBreak, VerifyReport};
@@ -176,6 +179,48 @@ impl Ledger {
         event: NewAuditEvent,
     ) -> Result<AuditEvent, LedgerError> {
         self.submit(move |ctx| records::record_approval_outcome(ctx, outcome, event)).await
+    }
+
+    /// Stores a held call (immutable plan) with its audit event, in one transaction.
+    pub async fn record_approval(&self, approval: NewApproval, event: NewAuditEvent) -> Result<ApprovalRecord, LedgerError> {
+        self.submit(move |ctx| records::record_approval(ctx, approval, event)).await
+    }
+
+    pub async fn get_approval(&self, approval_id: String) -> Result<Option<ApprovalRecord>, LedgerError> {
+        self.read(move |c| reader::get_approval(c, &approval_id)).await
+    }
+
+    pub async fn list_approvals(&self, filter: ApprovalFilter, limit: u32) -> Result<Vec<ApprovalRecord>, LedgerError> {
+        self.read(move |c| reader::list_approvals(c, filter, limit)).await
+    }
+
+    /// Pending approvals whose expiry is at or before `now`.
+    pub async fn expired_pending_approvals(
+        &self,
+        now: time::OffsetDateTime,
+    ) -> Result<Vec<ApprovalRecord>, LedgerError> {
+        let now = ledger_timestamp(now);
+        self.read(move |c| reader::expired_pending_approvals(c, &now)).await
+    }
+
+    pub async fn count_pending_approvals(&self) -> Result<u64, LedgerError> {
+        self.read(reader::count_pending_approvals).await
+    }
+
+    pub async fn learned_domains(&self) -> Result<Vec<LearnedDomain>, LedgerError> {
+        self.read(reader::learned_domains).await
+    }
+
+    /// One page of the JSONL export: events after `after_seq`, at most
+    /// `max_events` and about `max_bytes`. Returns the text and the last seq
+    /// written (`None` when no event is left).
+    pub async fn export_page(
+        &self,
+        after_seq: u64,
+        max_events: u32,
+        max_bytes: usize,
+    ) -> Result<(String, Option<u64>), LedgerError> {
+        self.read(move |c| reader::export_page(c, after_seq, max_events, max_bytes)).await
     }
 
     async fn read<T: Send + 'static>(

@@ -66,6 +66,29 @@ const MIGRATIONS: &[&str] = &[
         plan_hash   TEXT NOT NULL
     );
     "#,
+    // v2: held calls. `approvals` keeps the immutable plan of each held call
+    // (its `plan_hash` is the SHA-256 of the stored plan text); the decision
+    // stays in `approval_outcomes`, which now also records why (deny reason,
+    // failed re-check) and the deciding operator's DPoP key thumbprint.
+    r#"
+    CREATE TABLE approvals (
+        approval_id  TEXT PRIMARY KEY,
+        trace_id     TEXT NOT NULL,
+        action_id    TEXT NOT NULL,
+        principal    TEXT NOT NULL,
+        session_id   TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        plan_hash    TEXT NOT NULL,
+        plan         TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        expires_at   TEXT NOT NULL
+    );
+    CREATE INDEX approvals_expires ON approvals(expires_at);
+    CREATE INDEX approvals_created ON approvals(created_at);
+    ALTER TABLE approval_outcomes ADD COLUMN reason TEXT;
+    ALTER TABLE approval_outcomes ADD COLUMN operator_jkt TEXT;
+    CREATE INDEX execution_intents_trace ON execution_intents(trace_id);
+    "#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

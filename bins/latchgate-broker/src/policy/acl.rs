@@ -20,6 +20,8 @@ pub enum AclEditError {
     InvalidPrincipal(String),
     #[error("invalid action pattern `{0}` (action id characters, `*` and `**` only)")]
     InvalidPattern(String),
+    #[error("invalid host `{0}` (a lower-case host name or IP address, no wildcard)")]
+    InvalidHost(String),
     #[error("data.json: {0}")]
     Malformed(String),
     #[error("{path}: {message}")]
@@ -31,6 +33,7 @@ impl AclEditError {
         match self {
             AclEditError::InvalidPrincipal(_) => "invalid_principal",
             AclEditError::InvalidPattern(_) => "invalid_action_pattern",
+            AclEditError::InvalidHost(_) => "invalid_host",
             AclEditError::Malformed(_) => "policy_data_malformed",
             AclEditError::Io { .. } => "policy_data_io_error",
         }
@@ -136,6 +139,37 @@ pub fn update_data_file(
     Ok(changed)
 }
 
+/// [`update_data_file`] under an exclusive lock on the file's directory:
+/// every editor (the CLI offline, the broker for the admin API) takes it, so
+/// two edits never both read revision N and lose one of them. The file itself
+/// is replaced by rename on every edit, so a lock on it would not outlive the
+/// first writer. Returns whether it changed and the document as it now is.
+pub fn locked_update(
+    path: &Path,
+    edit: impl FnOnce(&mut Value) -> Result<bool, AclEditError>,
+) -> Result<(bool, Value), AclEditError> {
+    let _lock = lock_dir_of(path)?;
+    let mut data = read_data_file(path)?;
+    let changed = edit(&mut data)?;
+    if changed {
+        write_data_file(path, &data)?;
+    }
+    Ok((changed, data))
+}
+
+/// Holds an exclusive `flock` on the directory of `data_file` until dropped.
+pub fn lock_dir_of(data_file: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, AclEditError> {
+    let dir = match data_file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let handle = std::fs::File::open(dir).map_err(|e| io_error(dir, e))?;
+    nix::fcntl::Flock::lock(handle, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, errno)| AclEditError::Io {
+        path: dir.display().to_string(),
+        message: format!("cannot lock: {errno}"),
+    })
+}
+
 fn acl_mut(data: &mut Value) -> Result<&mut Map<String, Value>, AclEditError> {
     policy_data_mut(data)?
         .entry("acl")
@@ -144,7 +178,7 @@ fn acl_mut(data: &mut Value) -> Result<&mut Map<String, Value>, AclEditError> {
         .ok_or_else(|| AclEditError::Malformed("policy_data.acl is not an object".into()))
 }
 
-fn policy_data_mut(data: &mut Value) -> Result<&mut Map<String, Value>, AclEditError> {
+pub(super) fn policy_data_mut(data: &mut Value) -> Result<&mut Map<String, Value>, AclEditError> {
     data.as_object_mut()
         .ok_or_else(|| AclEditError::Malformed("the document is not an object".into()))?
         .get_mut("policy_data")
@@ -154,7 +188,7 @@ fn policy_data_mut(data: &mut Value) -> Result<&mut Map<String, Value>, AclEditE
 
 /// Each edit bumps `acl_revision`, which is part of `policy_version`, so
 /// receipts and audit events show which ACL decided them.
-fn bump_revision(data: &mut Value) -> Result<(), AclEditError> {
+pub(super) fn bump_revision(data: &mut Value) -> Result<(), AclEditError> {
     let policy_data = policy_data_mut(data)?;
     let revision = match policy_data.get("acl_revision") {
         None => 0,

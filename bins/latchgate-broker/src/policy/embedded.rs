@@ -96,6 +96,10 @@ impl PolicyEngine for EmbeddedRego {
     fn policy_version(&self) -> Option<String> {
         Some(self.current().policy_version.clone())
     }
+
+    fn reload(&self) -> Result<String, PolicyError> {
+        EmbeddedRego::reload(self)
+    }
 }
 
 fn read_policies(dir: &Path) -> Result<Vec<(String, String)>, PolicyError> {

@@ -3,13 +3,15 @@
 //! same `policies/latchgate.rego` runs in both.
 
 mod acl;
+pub mod egress_allow;
 mod embedded;
 mod types;
 
 pub mod watch;
 
 pub use acl::{
-    AclEditError, AclEntries, DATA_FILE, grant, read_data_file, revoke, show, update_data_file, write_data_file,
+    AclEditError, AclEntries, DATA_FILE, grant, lock_dir_of, locked_update, read_data_file, revoke, show,
+    update_data_file, write_data_file,
 };
 pub use embedded::{EmbeddedRego, POLICY_ENTRYPOINT};
 pub use types::{Budgets, PolicyAction, PolicyDecision, PolicyEgress, PolicyInput, TrustVerdict};
@@ -59,5 +61,13 @@ pub trait PolicyEngine: Send + Sync {
     /// The policy version of the currently loaded data (for status pages).
     fn policy_version(&self) -> Option<String> {
         None
+    }
+
+    /// Load the policy data again (`POST /v1/admin/reload`, or data.json
+    /// changed on disk); on error the running policy stays in force. Returns
+    /// the policy version now in force. Engines that hold no data of their
+    /// own (a remote OPA) have nothing to reload.
+    fn reload(&self) -> Result<String, PolicyError> {
+        Ok(self.policy_version().unwrap_or_default())
     }
 }

@@ -62,6 +62,7 @@ pub fn signed_receipt(intent: &ExecutionIntent, key: &SigningKey) -> Receipt {
         finished_at: now,
         failure_class: None,
         approved_by: None,
+        approved_by_jkt: None,
     };
     receipt.seal_result_hash().unwrap();
     let signature = key.sign(&receipt.signing_payload());

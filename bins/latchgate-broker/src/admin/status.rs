@@ -1,0 +1,109 @@
+//! `GET /v1/admin/status`: version, uptime, every process's health and
+//! confinement (each degraded layer named), dependency health, and the
+//! counters an operator watches (pending approvals, unresolved intents,
+//! in-flight executions, revocation epoch).
+
+use crate::gate::Gate;
+use crate::health;
+use latchgate_core::confine::{ConfinementReport, LayerStatus};
+use latchgate_ipc::messages::status::{ProcessHealth, ProcessStatus};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+
+/// Each layer that is not fully enforced, as `layer: reason`.
+pub fn degraded_layers(report: &ConfinementReport) -> Vec<String> {
+    let mut layers = Vec::new();
+    for (name, status) in [("seccomp", &report.seccomp), ("landlock", &report.landlock)] {
+        match status {
+            LayerStatus::Enforced => {}
+            LayerStatus::Degraded(why) => layers.push(format!("{name}: degraded ({why})")),
+            LayerStatus::Unavailable(why) => layers.push(format!("{name}: unavailable ({why})")),
+        }
+    }
+    if !report.no_new_privs {
+        layers.push("no_new_privs: not set".into());
+    }
+    if !report.caps_dropped {
+        layers.push("capabilities: still held".into());
+    }
+    layers
+}
+
+fn process_json(health: &ProcessHealth) -> Value {
+    let status = health.status.as_ref();
+    let confinement = status.and_then(|s| s.confinement.as_ref());
+    json!({
+        "up": health.up,
+        "ready": status.is_some_and(|s| s.ready),
+        "pid": status.map(|s| s.pid),
+        "uid": status.map(|s| s.uid),
+        "error": health.error,
+        "confinement": confinement.map(ConfinementReport::summary),
+        "degraded": confinement.map(ConfinementReport::is_degraded),
+        "degraded_layers": confinement.map(degraded_layers).unwrap_or_default(),
+        "layers": confinement,
+    })
+}
+
+pub async fn report(gate: &Gate, front: ProcessStatus) -> Value {
+    let processes_health = health::report(&gate.peers).await;
+    let mut processes = serde_json::Map::new();
+    let front = ProcessHealth { role: front.role, up: true, status: Some(front), error: None };
+    let mut all = vec![front];
+    all.extend(processes_health.processes);
+    let mut degraded = false;
+    let mut down = false;
+    for p in &all {
+        let confinement = p.status.as_ref().and_then(|s| s.confinement.as_ref());
+        degraded |= confinement.is_none_or(ConfinementReport::is_degraded);
+        down |= !p.up;
+        processes.insert(p.role.as_str().into(), process_json(p));
+    }
+
+    let epoch = gate.state.revocation_epoch().await;
+    let pending = gate.ledger.count_pending_approvals().await;
+    let unresolved = gate.ledger.unresolved_intents().await.map(|i| i.len());
+    let policy_version = gate.policy.policy_version();
+    let ledger_stats = gate.ledger.stats();
+    let actions = gate.actions.current();
+    let untrusted: Vec<&str> =
+        actions.registry.iter().map(|a| a.id()).filter(|id| !actions.trust.is_trusted(id)).collect();
+    let dependency = |ok: bool, error: Option<String>| json!({"ok": ok, "error": error});
+    let dependencies = json!({
+        "state_store": dependency(epoch.is_ok(), epoch.as_ref().err().map(|e| e.code().to_string())),
+        "evidence_ledger": {
+            "ok": pending.is_ok() && unresolved.is_ok(),
+            "error": pending.as_ref().err().or(unresolved.as_ref().err()).map(|e| e.code().to_string()),
+            "batches_committed": ledger_stats.batches_committed,
+            "batches_failed": ledger_stats.batches_failed,
+        },
+        "policy_engine": {"ok": policy_version.is_some(), "policy_version": policy_version},
+        "webhooks": {"configured": false},
+    });
+    let dependencies_ok = epoch.is_ok() && pending.is_ok() && unresolved.is_ok();
+    let uptime = gate.started.elapsed().as_secs();
+    let status = if down || !dependencies_ok {
+        "unavailable"
+    } else if degraded {
+        "degraded"
+    } else {
+        "ok"
+    };
+    json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": gate.cfg.config.mode,
+        "uptime_seconds": uptime,
+        "draining": gate.draining.load(Ordering::SeqCst),
+        "degraded": degraded,
+        "processes": processes,
+        "dependencies": dependencies,
+        "pending_approvals": pending.ok(),
+        "approvals_executing": gate.approvals.executing_count(),
+        "unresolved_intents": unresolved.ok(),
+        "in_flight_executions": gate.in_flight.load(Ordering::SeqCst),
+        "revocation_epoch": epoch.ok(),
+        "actions": {"count": actions.registry.len(), "untrusted": untrusted},
+        "operators": gate.cfg.config.operator_credentials.len(),
+    })
+}
