@@ -40,7 +40,8 @@ impl Fixture {
     }
 
     async fn agent(&self, scopes: &[&str]) -> GateClient {
-        let mut client = GateClient::connect(self.dir.client_socket(), BASE, DpopKey::generate().unwrap()).await.unwrap();
+        let mut client =
+            GateClient::connect(self.dir.client_socket(), BASE, DpopKey::generate().unwrap()).await.unwrap();
         client.request_lease(scopes, LeaseBudgets::default()).await.unwrap();
         client
     }
@@ -114,7 +115,8 @@ async fn approved_plan_runs_once_and_its_receipt_verifies_offline(fx: &Fixture) 
     assert_eq!(shown["plan"]["params"]["path"], "approved.txt", "the operator sees what would run: {shown}");
     assert!(shown["plan_hash"].as_str().unwrap().starts_with("sha256:"));
 
-    let (status, approved) = post(&mut op, &format!("/v1/approvals/{approval_id}/approve"), json!({"comment": "ok"})).await;
+    let (status, approved) =
+        post(&mut op, &format!("/v1/approvals/{approval_id}/approve"), json!({"comment": "ok"})).await;
     assert_eq!(status, 200, "{approved}\n{}", fx.dir.log("gate"));
     assert_eq!((approved["status"].as_str(), approved["approved_by"].as_str()), (Some("approved"), Some("alice")));
     let receipt_id = approved["receipt_id"].as_str().unwrap().to_string();
@@ -135,7 +137,9 @@ async fn approved_plan_runs_once_and_its_receipt_verifies_offline(fx: &Fixture) 
     assert_eq!(verified.approved_by_jkt.as_deref(), Some(fx.operator.jkt.as_str()), "receipt binds the operator's key");
     let mut forged = receipt.clone();
     forged["approved_by"] = "mallory".into();
-    assert!(latchgate_core::receipt::verify_with_jwks(&forged.to_string(), &String::from_utf8_lossy(&keys.body)).is_err());
+    assert!(
+        latchgate_core::receipt::verify_with_jwks(&forged.to_string(), &String::from_utf8_lossy(&keys.body)).is_err()
+    );
 
     // A second approve is a terminal answer, not a second run.
     let (status, again) = post(&mut op, &format!("/v1/approvals/{approval_id}/approve"), json!({})).await;
@@ -308,7 +312,11 @@ async fn manifest_changed_before_approval_fails_without_dispatch(fx: &Fixture) {
     assert_eq!(failed["deny_reason"], "manifest_changed");
     assert!(!fx.home.fs_root.join("changed.txt").exists(), "nothing was dispatched");
     let (_, poll) = agent.get_authed(&format!("/v1/approvals/{approval_id}/poll")).await.unwrap();
-    assert_eq!((poll["status"].as_str(), poll["reason"].as_str()), (Some("failed"), Some("manifest_changed")), "{poll}");
+    assert_eq!(
+        (poll["status"].as_str(), poll["reason"].as_str()),
+        (Some("failed"), Some("manifest_changed")),
+        "{poll}"
+    );
 
     // A call under the new manifest is held and approved normally.
     let (_agent, fresh) = fx.held_write("after-change.txt").await;

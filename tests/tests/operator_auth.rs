@@ -99,7 +99,9 @@ async fn wrong_operator_key_is_refused(fx: &Fixture) {
     refused(&(answer.status.as_u16(), answer.json()), 401, "invalid_dpop", Some("dpop_jkt_mismatch"));
     // A fresh key no credential is bound to.
     let mut stranger =
-        OperatorClient::connect(fx.dir.admin_socket(), BASE, &fx.alice.api_key, DpopKey::generate().unwrap()).await.unwrap();
+        OperatorClient::connect(fx.dir.admin_socket(), BASE, &fx.alice.api_key, DpopKey::generate().unwrap())
+            .await
+            .unwrap();
     let answer = stranger.get(STATUS).await.unwrap();
     refused(&(answer.status.as_u16(), answer.json()), 401, "invalid_dpop", Some("dpop_jkt_mismatch"));
     // An api key nobody has.
@@ -110,7 +112,12 @@ async fn wrong_operator_key_is_refused(fx: &Fixture) {
 
 async fn missing_or_malformed_operator_auth_is_refused(fx: &Fixture) {
     let mut http = fx.raw_admin().await;
-    refused(&send(&mut http, http::Method::GET, STATUS, &[]).await, 401, "missing_auth_header", Some("authorization_missing"));
+    refused(
+        &send(&mut http, http::Method::GET, STATUS, &[]).await,
+        401,
+        "missing_auth_header",
+        Some("authorization_missing"),
+    );
     let authorization = format!("DPoP {}", fx.alice.api_key);
     let no_proof = send(&mut http, http::Method::GET, STATUS, &[("authorization", &authorization)]).await;
     refused(&no_proof, 401, "missing_auth_header", Some("dpop_missing"));
@@ -119,18 +126,28 @@ async fn missing_or_malformed_operator_auth_is_refused(fx: &Fixture) {
     let as_bearer = send(&mut http, http::Method::GET, STATUS, &[("authorization", &bearer), ("dpop", &proof)]).await;
     refused(&as_bearer, 401, "missing_auth_header", Some("authorization_not_dpop"));
     // A proof for another route, and one without the api key's hash.
-    let other_route = fx.alice.key().proof("GET", &htu("/v1/admin/intents/unresolved"), Some(&fx.alice.api_key)).unwrap();
-    let answer = send(&mut http, http::Method::GET, STATUS, &[("authorization", &authorization), ("dpop", &other_route)]).await;
+    let other_route =
+        fx.alice.key().proof("GET", &htu("/v1/admin/intents/unresolved"), Some(&fx.alice.api_key)).unwrap();
+    let answer =
+        send(&mut http, http::Method::GET, STATUS, &[("authorization", &authorization), ("dpop", &other_route)]).await;
     refused(&answer, 401, "invalid_dpop", Some("dpop_htu_mismatch"));
     let no_ath = fx.alice.key().proof("GET", &htu(STATUS), None).unwrap();
-    let answer = send(&mut http, http::Method::GET, STATUS, &[("authorization", &authorization), ("dpop", &no_ath)]).await;
+    let answer =
+        send(&mut http, http::Method::GET, STATUS, &[("authorization", &authorization), ("dpop", &no_ath)]).await;
     refused(&answer, 401, "invalid_dpop", Some("dpop_ath_missing"));
     let stale = fx
         .alice
         .key()
-        .proof_at("GET", &htu(STATUS), Some(&fx.alice.api_key), time::OffsetDateTime::now_utc().unix_timestamp() - 600, "stale-1")
+        .proof_at(
+            "GET",
+            &htu(STATUS),
+            Some(&fx.alice.api_key),
+            time::OffsetDateTime::now_utc().unix_timestamp() - 600,
+            "stale-1",
+        )
         .unwrap();
-    let answer = send(&mut http, http::Method::GET, STATUS, &[("authorization", &authorization), ("dpop", &stale)]).await;
+    let answer =
+        send(&mut http, http::Method::GET, STATUS, &[("authorization", &authorization), ("dpop", &stale)]).await;
     refused(&answer, 401, "invalid_dpop", Some("dpop_iat_stale"));
 }
 
@@ -219,7 +236,11 @@ async fn expired_approval_cannot_be_approved(fx: &Fixture) {
     refused(&(answer.status.as_u16(), answer.json()), 409, "approval_expired", None);
     assert!(!fx.home.fs_root.join("late.txt").exists());
     let shown = op.get(&format!("/v1/approvals/{approval_id}")).await.unwrap().json();
-    assert_eq!((shown["status"].as_str(), shown["decided_by"].as_str()), (Some("expired"), Some("latchgate")), "{shown}");
+    assert_eq!(
+        (shown["status"].as_str(), shown["decided_by"].as_str()),
+        (Some("expired"), Some("latchgate")),
+        "{shown}"
+    );
     let events = op.get("/v1/audit/events?event_type=approval_expired").await.unwrap().json();
     assert!(
         events["events"].as_array().unwrap().iter().any(|e| e["payload"]["approval_id"] == approval_id.as_str()),

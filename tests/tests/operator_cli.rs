@@ -70,7 +70,8 @@ impl Fixture {
     }
 
     async fn held_write(&self, file: &str) -> (GateClient, String) {
-        let mut agent = GateClient::connect(self.dir.client_socket(), BASE, DpopKey::generate().unwrap()).await.unwrap();
+        let mut agent =
+            GateClient::connect(self.dir.client_socket(), BASE, DpopKey::generate().unwrap()).await.unwrap();
         agent.request_lease(&["fs.write"], LeaseBudgets::default()).await.unwrap();
         let (status, body) =
             agent.execute("fs.write", &json!({"op": "create", "path": file, "content": "cli"})).await.unwrap();
@@ -158,7 +159,8 @@ async fn approvals_list_show_approve_deny(fx: &Fixture) {
     let (mut agent, approve_id) = fx.held_write("cli-approved.txt").await;
     let (_other, deny_id) = fx.held_write("cli-denied.txt").await;
     let list = fx.json(&["approvals", "list"], 0);
-    let ids: Vec<&str> = list["approvals"].as_array().unwrap().iter().map(|a| a["approval_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        list["approvals"].as_array().unwrap().iter().map(|a| a["approval_id"].as_str().unwrap()).collect();
     assert!(ids.contains(&approve_id.as_str()) && ids.contains(&deny_id.as_str()), "{list}");
     let table = fx.human(&["approvals", "list"]);
     assert!(table.starts_with("APPROVAL") && table.contains(&approve_id), "{table}");
@@ -214,7 +216,10 @@ async fn receipts_get_and_verify(fx: &Fixture) {
     let doc = fx.json(&["audit", "--event-type", "action_executed", "--limit", "1"], 0);
     let receipt_id = doc["events"][0]["payload"]["receipt_id"].as_str().unwrap().to_string();
     let receipt = fx.json(&["receipts", "get", &receipt_id], 0);
-    assert_eq!((receipt["receipt_id"].as_str(), receipt["approved_by"].as_str()), (Some(receipt_id.as_str()), Some("ops")));
+    assert_eq!(
+        (receipt["receipt_id"].as_str(), receipt["approved_by"].as_str()),
+        (Some(receipt_id.as_str()), Some("ops"))
+    );
     let verified = fx.json(&["receipts", "verify", &receipt_id], 0);
     assert_eq!(verified["ok"], true, "{verified}");
     let saved = fx.dir.root.join("receipt.json");
@@ -240,7 +245,11 @@ fn intents_drain_reload(fx: &Fixture) {
 
 fn policy_through_the_gate(fx: &Fixture) {
     let granted = fx.json(&["policy", "grant", "agent-cli", "http_fetch"], 0);
-    assert_eq!((granted["changed"].as_bool(), granted["patterns"].clone()), (Some(true), json!(["http_fetch"])), "{granted}");
+    assert_eq!(
+        (granted["changed"].as_bool(), granted["patterns"].clone()),
+        (Some(true), json!(["http_fetch"])),
+        "{granted}"
+    );
     let shown = fx.json(&["policy", "show", "agent-cli"], 0);
     assert_eq!(shown["acl"]["agent-cli"], json!(["http_fetch"]), "{shown}");
     let data: Value =
@@ -290,9 +299,16 @@ fn config_commands(fx: &Fixture) {
     assert_eq!(invalid["error"]["code"], "config_invalid", "{invalid}");
     let unknown = latchgate_json(&copy, &["config", "set", "no_such_key", "1"], 1);
     assert_eq!(unknown["error"]["code"], "config_parse_error", "unknown keys are refused: {unknown}");
-    let added = latchgate_json(&copy, &["config", "add-principal", "--uid", "4242", "--principal", "agent-x", "--scope", "http.fetch"], 0);
+    let added = latchgate_json(
+        &copy,
+        &["config", "add-principal", "--uid", "4242", "--principal", "agent-x", "--scope", "http.fetch"],
+        0,
+    );
     assert_eq!(added["principal"], "agent-x");
-    assert_eq!(latchgate_json(&copy, &["config", "get", "identity.peercred.principals.4242.principal"], 0)["value"], "agent-x");
+    assert_eq!(
+        latchgate_json(&copy, &["config", "get", "identity.peercred.principals.4242.principal"], 0)["value"],
+        "agent-x"
+    );
     let removed = latchgate_json(&copy, &["config", "remove-operator", "--name", "ops", "--keep-key"], 0);
     assert_eq!(removed["key_file_removed"], false);
     assert_eq!(latchgate_json(&copy, &["config", "validate"], 0)["operators"], json!([]));
@@ -313,7 +329,11 @@ fn errors_name_the_remediation(fx: &Fixture) {
     let other_key = fx.dir.root.join("other.pem");
     let copy = fx.dir.root.join("other.toml");
     std::fs::copy(fx.config(), &copy).unwrap();
-    latchgate_json(&copy, &["config", "add-operator", "--name", "intruder", "--key-out", other_key.to_str().unwrap()], 0);
+    latchgate_json(
+        &copy,
+        &["config", "add-operator", "--name", "intruder", "--key-out", other_key.to_str().unwrap()],
+        0,
+    );
     let mut args = vec!["--operator", "ops", "--operator-key", other_key.to_str().unwrap(), "status", "--json"];
     let out = fx.run(&args);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));

@@ -62,13 +62,8 @@ fn definition(action: &RegisteredAction) -> Option<String> {
 }
 
 fn summarize(old: &Registry, new: &Registry, trust: &DigestTrust) -> ReloadSummary {
-    let mut summary = ReloadSummary {
-        actions: new.len(),
-        added: vec![],
-        removed: vec![],
-        changed: vec![],
-        untrusted: vec![],
-    };
+    let mut summary =
+        ReloadSummary { actions: new.len(), added: vec![], removed: vec![], changed: vec![], untrusted: vec![] };
     for action in new.iter() {
         match old.get(action.id()) {
             None => summary.added.push(action.id().to_string()),
@@ -110,7 +105,8 @@ pub fn operator_detail(gate: &Gate, action_id: &str) -> Result<Value, ApiError> 
     let action = find(&actions, action_id)?;
     let mut detail = action.detail_json();
     detail["trusted"] = actions.trust.is_trusted(action_id).into();
-    detail["trust_failure"] = json!(actions.trust.failure(action_id).map(|e| json!({"code": e.code(), "message": e.to_string()})));
+    detail["trust_failure"] =
+        json!(actions.trust.failure(action_id).map(|e| json!({"code": e.code(), "message": e.to_string()})));
     detail["source"] = action.source().display().to_string().into();
     detail["definition_hash"] = json!(definition(&action));
     detail["operator_allowed_domains"] = json!(gate.egress_allow.for_action(action_id));

@@ -65,16 +65,8 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
     let _ = peers.own.set(own.clone());
 
     let data_file = cfg.policies_dir().join(latchgate_broker::policy::DATA_FILE);
-    let gate = Arc::new(Gate::new(GateParts {
-        cfg,
-        registry,
-        trust,
-        policy,
-        state: Arc::new(state),
-        ledger,
-        peers,
-        dpop,
-    }));
+    let gate =
+        Arc::new(Gate::new(GateParts { cfg, registry, trust, policy, state: Arc::new(state), ledger, peers, dpop }));
     let watched = gate.clone();
     tokio::spawn(latchgate_broker::policy::watch::watch_data_file(data_file, move || watched.reload_policy()));
     tokio::spawn(latchgate_broker::approvals::sweeper::run(gate.clone()));

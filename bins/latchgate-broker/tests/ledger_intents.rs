@@ -139,7 +139,8 @@ fn held(approval_id: &str, plan: &str) -> NewApproval {
 #[tokio::test]
 async fn held_plan_is_stored_once_and_an_edited_plan_breaks_verification() {
     let f = open_fixture();
-    let stored = f.ledger.record_approval(held("appr-1", r#"{"a":1}"#), NewAuditEvent::new("approval_pending")).await.unwrap();
+    let stored =
+        f.ledger.record_approval(held("appr-1", r#"{"a":1}"#), NewAuditEvent::new("approval_pending")).await.unwrap();
     assert!(stored.outcome.is_none());
     let again = f.ledger.record_approval(held("appr-1", r#"{"a":1}"#), NewAuditEvent::new("approval_pending")).await;
     assert!(matches!(again, Err(LedgerError::ApprovalExists(_))), "{again:?}");

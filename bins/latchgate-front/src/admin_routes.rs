@@ -43,9 +43,8 @@ fn url_decode_pairs(query: &str) -> Vec<(String, String)> {
         let mut out = Vec::with_capacity(bytes.len());
         let mut i = 0;
         while i < bytes.len() {
-            let escaped = (bytes[i] == b'%')
-                .then(|| Some((hex(*bytes.get(i + 1)?)? << 4) | hex(*bytes.get(i + 2)?)?))
-                .flatten();
+            let escaped =
+                (bytes[i] == b'%').then(|| Some((hex(*bytes.get(i + 1)?)? << 4) | hex(*bytes.get(i + 2)?)?)).flatten();
             match (bytes[i], escaped) {
                 (_, Some(b)) => {
                     out.push(b);
@@ -99,7 +98,8 @@ fn audit_query(query: Option<&str>) -> Result<AuditQuery, String> {
 fn admin_route(state: &FrontState, method: &Method, path: &str, query: Option<&str>) -> Result<AdminRoute, ErrorCode> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let id = |s: &str| s.to_string();
-    let front_status = || ProcessStatus::current(latchgate_core::role::Role::Front, true, Some(state.confinement.clone()));
+    let front_status =
+        || ProcessStatus::current(latchgate_core::role::Role::Front, true, Some(state.confinement.clone()));
     let (route, allowed): (AdminRoute, Method) = match segments.as_slice() {
         ["healthz"] => (AdminRoute::Healthz, Method::GET),
         ["v1", "admin", "status"] => {
@@ -171,12 +171,7 @@ fn admin_route(state: &FrontState, method: &Method, path: &str, query: Option<&s
     Ok(route)
 }
 
-pub async fn handle(
-    state: &FrontState,
-    peer: PeerCred,
-    parts: http::request::Parts,
-    body: Incoming,
-) -> HttpResponse {
+pub async fn handle(state: &FrontState, peer: PeerCred, parts: http::request::Parts, body: Incoming) -> HttpResponse {
     let route = match admin_route(state, &parts.method, parts.uri.path(), parts.uri.query()) {
         Ok(route) => route,
         Err(code) => return drain_then(state, body, reply::code(code)).await,

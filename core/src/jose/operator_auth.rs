@@ -87,7 +87,9 @@ pub fn authenticate_operator(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jose::{access_token_hash, es256_key_from_pkcs8, es256_public_jwk, generate_es256_pkcs8, sign_es256_jws};
+    use crate::jose::{
+        access_token_hash, es256_key_from_pkcs8, es256_public_jwk, generate_es256_pkcs8, sign_es256_jws,
+    };
 
     const BASE: &str = "http://localhost:3000";
 

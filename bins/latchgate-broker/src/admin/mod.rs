@@ -57,7 +57,10 @@ async fn authorize(
     }
     if let Err(seconds) = gate.throttle.take(&operator.operator, request.is_write()) {
         return Err(ApiError::new(ErrorCode::OperatorThrottled)
-            .with_reason(format!("more than the allowed {} per second", if request.is_write() { "writes" } else { "reads" }))
+            .with_reason(format!(
+                "more than the allowed {} per second",
+                if request.is_write() { "writes" } else { "reads" }
+            ))
             .with_retry_after(seconds));
     }
     let mut event = NewAuditEvent::new("operator_request");

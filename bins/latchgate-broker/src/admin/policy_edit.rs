@@ -19,12 +19,10 @@ fn edit_error(e: AclEditError) -> ApiError {
     match e {
         AclEditError::Io { path, message } => {
             tracing::error!(%path, %message, "policy data not written");
-            ApiError::new(ErrorCode::PolicyDataWriteFailed)
-                .with_reason(format!("{path}: {message}"))
-                .with_remediation(
-                    "the broker's user must be able to write the policies dir; or edit offline: \
+            ApiError::new(ErrorCode::PolicyDataWriteFailed).with_reason(format!("{path}: {message}")).with_remediation(
+                "the broker's user must be able to write the policies dir; or edit offline: \
                      latchgate policy grant --offline",
-                )
+            )
         }
         other => ApiError::new(ErrorCode::BadRequest).with_deny_reason(other.code()).with_reason(other.to_string()),
     }
@@ -103,7 +101,12 @@ struct EgressEdit {
 }
 
 /// `POST /v1/admin/egress/allow|disallow`
-pub async fn egress(gate: &Gate, operator: &OperatorAuthenticated, body: &[u8], allow: bool) -> Result<Value, ApiError> {
+pub async fn egress(
+    gate: &Gate,
+    operator: &OperatorAuthenticated,
+    body: &[u8],
+    allow: bool,
+) -> Result<Value, ApiError> {
     let edit: EgressEdit = parse(body)?;
     let domain = edit.domain.trim_end_matches('.').to_ascii_lowercase();
     if allow {

@@ -300,14 +300,9 @@ fn expired_error(record: &ApprovalRecord) -> ApiError {
         .with_remediation("the agent must ask again; raise [approvals] ttl_seconds if operators need longer")
 }
 
-/// The approval of `approval_id` by `operator`: re-checks, then the plan runs.
-pub async fn approve(
-    gate: &Gate,
-    operator: &OperatorAuthenticated,
-    approval_id: &str,
-    body: &[u8],
-) -> Result<Answer, ApiError> {
-    let comment = optional_text(body, "comment")?;
+/// The approval, if it can still be decided: not decided yet and not past
+/// its expiry (which is then recorded, if nobody else is recording it).
+async fn undecided(gate: &Gate, approval_id: &str) -> Result<ApprovalRecord, ApiError> {
     let record = find(gate, approval_id).await?;
     if record.outcome.is_some() {
         return Err(already_decided(gate, &record));
@@ -316,12 +311,31 @@ pub async fn approve(
         expire(gate, &record).await?;
         return Err(expired_error(&record));
     }
+    Ok(record)
+}
+
+/// The one-shot claim: exactly one caller ever decides an approval; everyone
+/// else is answered with what the approval is now.
+async fn claim(gate: &Gate, record: &ApprovalRecord) -> Result<(), ApiError> {
+    if gate.state.claim_approval(&record.approval_id).await.map_err(state_error)? {
+        return Ok(());
+    }
+    let now = gate.ledger.get_approval(record.approval_id.clone()).await.map_err(read_error)?;
+    Err(already_decided(gate, now.as_ref().unwrap_or(record)))
+}
+
+/// The approval of `approval_id` by `operator`: re-checks, then the plan runs.
+pub async fn approve(
+    gate: &Gate,
+    operator: &OperatorAuthenticated,
+    approval_id: &str,
+    body: &[u8],
+) -> Result<Answer, ApiError> {
+    let comment = optional_text(body, "comment")?;
+    let record = undecided(gate, approval_id).await?;
     gate.drain_guard()?;
     let stored = StoredPlan::of_record(&record)?;
-    if !gate.state.claim_approval(&record.approval_id).await.map_err(state_error)? {
-        let now = gate.ledger.get_approval(record.approval_id.clone()).await.map_err(read_error)?;
-        return Err(already_decided(gate, now.as_ref().unwrap_or(&record)));
-    }
+    claim(gate, &record).await?;
     // From here on this call alone decides the approval.
     let _deciding = gate.approvals.enter(&record.approval_id);
     let approval = Approval {
@@ -366,7 +380,8 @@ async fn recheck(gate: &Gate, plan: &StoredPlan) -> Result<Arc<RegisteredAction>
     if plan.lease.epoch < epoch {
         return Err("lease_revoked");
     }
-    let Some(budget) = gate.state.budget_snapshot(&plan.lease.sid).await.map_err(|_| "budget_store_unavailable")? else {
+    let Some(budget) = gate.state.budget_snapshot(&plan.lease.sid).await.map_err(|_| "budget_store_unavailable")?
+    else {
         return Err("session_expired");
     };
     let calls_left = budget.remaining_calls().is_none_or(|left| left >= 1);
@@ -451,24 +466,19 @@ fn subject_of(approval: &Approval, plan: &Plan) -> ApprovalRecord {
 }
 
 /// `deny` with the operator's reason.
-pub async fn deny(gate: &Gate, operator: &OperatorAuthenticated, approval_id: &str, body: &[u8]) -> Result<Value, ApiError> {
+pub async fn deny(
+    gate: &Gate,
+    operator: &OperatorAuthenticated,
+    approval_id: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let reason = optional_text(body, "reason")?.ok_or_else(|| {
         ApiError::new(ErrorCode::BadRequest)
             .with_reason("a deny needs {\"reason\": \"...\"}")
             .with_remediation("latchgate approvals deny <id> --reason TEXT")
     })?;
-    let record = find(gate, approval_id).await?;
-    if record.outcome.is_some() {
-        return Err(already_decided(gate, &record));
-    }
-    if is_past_expiry(&record) {
-        expire(gate, &record).await?;
-        return Err(expired_error(&record));
-    }
-    if !gate.state.claim_approval(&record.approval_id).await.map_err(state_error)? {
-        let now = gate.ledger.get_approval(record.approval_id.clone()).await.map_err(read_error)?;
-        return Err(already_decided(gate, now.as_ref().unwrap_or(&record)));
-    }
+    let record = undecided(gate, approval_id).await?;
+    claim(gate, &record).await?;
     let operator_id = (operator.operator.as_str(), Some(operator.jkt.as_str()));
     record_outcome(gate, &record, "denied", operator_id, Some(reason.clone()), json!({})).await?;
     Ok(json!({"approval_id": record.approval_id, "status": "denied", "reason": reason, "denied_by": operator.operator}))

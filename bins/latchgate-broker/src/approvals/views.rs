@@ -80,7 +80,9 @@ pub fn agent_view(
         // Until the plan has run (or is known not to), the agent keeps polling.
         "pending" | "deciding" | "executing" => ("pending", None),
         "executed" => ("approved", None),
-        "outcome_unknown" => ("approved", Some("execution outcome unknown; an operator must resolve the intent".into())),
+        "outcome_unknown" => {
+            ("approved", Some("execution outcome unknown; an operator must resolve the intent".into()))
+        }
         "execution_failed" => ("failed", Some(failure_class.unwrap_or_else(|| "execution_failed".into()))),
         "not_executed" => ("failed", Some("not_executed".into())),
         "denied" => ("denied", reason),

@@ -182,7 +182,11 @@ impl Ledger {
     }
 
     /// Stores a held call (immutable plan) with its audit event, in one transaction.
-    pub async fn record_approval(&self, approval: NewApproval, event: NewAuditEvent) -> Result<ApprovalRecord, LedgerError> {
+    pub async fn record_approval(
+        &self,
+        approval: NewApproval,
+        event: NewAuditEvent,
+    ) -> Result<ApprovalRecord, LedgerError> {
         self.submit(move |ctx| records::record_approval(ctx, approval, event)).await
     }
 

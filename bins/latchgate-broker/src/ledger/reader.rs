@@ -223,18 +223,20 @@ pub fn get_approval(conn: &Connection, approval_id: &str) -> Result<Option<Appro
 }
 
 /// Newest first.
-pub fn list_approvals(conn: &Connection, filter: ApprovalFilter, limit: u32) -> Result<Vec<ApprovalRecord>, LedgerError> {
+pub fn list_approvals(
+    conn: &Connection,
+    filter: ApprovalFilter,
+    limit: u32,
+) -> Result<Vec<ApprovalRecord>, LedgerError> {
     let limit = i64::from(limit.min(MAX_EVENT_LIMIT));
     match filter {
         ApprovalFilter::All => approvals_where(conn, "ORDER BY a.created_at DESC LIMIT ?1", &[&limit]),
         ApprovalFilter::Pending => {
             approvals_where(conn, "WHERE o.approval_id IS NULL ORDER BY a.created_at DESC LIMIT ?1", &[&limit])
         }
-        ApprovalFilter::Outcome(outcome) => approvals_where(
-            conn,
-            "WHERE o.outcome = ?1 ORDER BY a.created_at DESC LIMIT ?2",
-            &[&outcome, &limit],
-        ),
+        ApprovalFilter::Outcome(outcome) => {
+            approvals_where(conn, "WHERE o.outcome = ?1 ORDER BY a.created_at DESC LIMIT ?2", &[&outcome, &limit])
+        }
     }
 }
 

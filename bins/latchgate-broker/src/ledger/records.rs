@@ -6,7 +6,9 @@ use rusqlite::{OptionalExtension, params};
 
 use super::LedgerError;
 use super::event::{AuditEvent, NewAuditEvent, ReceiptWitness, Witness, now_timestamp};
-use super::intent::{ApprovalOutcome, ApprovalRecord, ExecutionIntent, Finalization, IntentState, NewApproval, NewIntent};
+use super::intent::{
+    ApprovalOutcome, ApprovalRecord, ExecutionIntent, Finalization, IntentState, NewApproval, NewIntent,
+};
 use super::writer::WriteCtx;
 
 /// Event type of the event written with each intent.

@@ -237,7 +237,12 @@ pub(crate) fn persistence_failed(e: LedgerError) -> ApiError {
 /// once the debit succeeded and before the intent, a budget or revocation
 /// refusal closes the approval as failed, and grant and receipt name the
 /// operator and the key they proved.
-async fn run_plan(gate: &Gate, plan: Plan, approval: Option<&Approval>, stages: &mut Stages) -> Result<Answer, ApiError> {
+async fn run_plan(
+    gate: &Gate,
+    plan: Plan,
+    approval: Option<&Approval>,
+    stages: &mut Stages,
+) -> Result<Answer, ApiError> {
     let session = plan.lease.sid.clone();
     let refusal = match gate.state.debit(&session, 1, plan.cost_cents).await.map_err(state_error)? {
         DebitOutcome::Debited(_) => None,

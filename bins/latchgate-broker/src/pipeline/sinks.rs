@@ -86,7 +86,7 @@ mod tests {
     fn refused_sinks_are_named_and_operator_allowed_ones_pass() {
         let m = manifest(EgressProfile::ProxyAllowlist, &["api.example.com"]);
         let sinks = vec!["new.example.org".to_string()];
-        let refused = precheck(&m, &[], &sinks).err().expect("refused");
+        let refused = precheck(&m, &[], &sinks).expect_err("refused");
         assert_eq!(refused.sinks, sinks);
         assert_eq!(refused.error.deny_reason.as_deref(), Some("egress_not_allowed"));
         precheck(&m, &["new.example.org".into()], &sinks).unwrap_or_else(|_| panic!("operator allowed"));

@@ -44,17 +44,53 @@ impl AclEditError {
 pub fn grant(data: &mut Value, principal: &str, pattern: &str) -> Result<bool, AclEditError> {
     check_principal(principal)?;
     check_pattern(pattern)?;
-    let acl = acl_mut(data)?;
-    let entry = acl.entry(principal.to_owned()).or_insert_with(|| Value::Array(vec![]));
+    let changed = add_to_list(acl_mut(data)?, "acl", principal, pattern)?;
+    if changed {
+        bump_revision(data)?;
+    }
+    Ok(changed)
+}
+
+/// Adds `value` to the list `section[key]` (created when absent). Returns
+/// whether it was added; `section_name` names the section in errors.
+pub(super) fn add_to_list(
+    section: &mut Map<String, Value>,
+    section_name: &str,
+    key: &str,
+    value: &str,
+) -> Result<bool, AclEditError> {
+    let entry = section.entry(key.to_owned()).or_insert_with(|| Value::Array(vec![]));
     let list = entry
         .as_array_mut()
-        .ok_or_else(|| AclEditError::Malformed(format!("policy_data.acl.{principal} is not an array")))?;
-    if list.iter().any(|p| p.as_str() == Some(pattern)) {
+        .ok_or_else(|| AclEditError::Malformed(format!("policy_data.{section_name}.{key} is not an array")))?;
+    if list.iter().any(|v| v.as_str() == Some(value)) {
         return Ok(false);
     }
-    list.push(Value::String(pattern.to_owned()));
-    bump_revision(data)?;
+    list.push(Value::String(value.to_owned()));
     Ok(true)
+}
+
+/// Removes `value` from the list `section[key]`, dropping the key when the
+/// list is left empty. Returns whether it was there.
+pub(super) fn remove_from_list(
+    section: &mut Map<String, Value>,
+    section_name: &str,
+    key: &str,
+    value: &str,
+) -> Result<bool, AclEditError> {
+    let Some(entry) = section.get_mut(key) else {
+        return Ok(false);
+    };
+    let list = entry
+        .as_array_mut()
+        .ok_or_else(|| AclEditError::Malformed(format!("policy_data.{section_name}.{key} is not an array")))?;
+    let before = list.len();
+    list.retain(|v| v.as_str() != Some(value));
+    let changed = list.len() != before;
+    if list.is_empty() {
+        section.remove(key);
+    }
+    Ok(changed)
 }
 
 /// Remove `pattern` from `principal`'s entries (dropping the principal when no
@@ -62,19 +98,7 @@ pub fn grant(data: &mut Value, principal: &str, pattern: &str) -> Result<bool, A
 /// pattern is removed: revoking `github.issue_get` does not narrow `github.*`.
 pub fn revoke(data: &mut Value, principal: &str, pattern: &str) -> Result<bool, AclEditError> {
     check_principal(principal)?;
-    let acl = acl_mut(data)?;
-    let Some(entry) = acl.get_mut(principal) else {
-        return Ok(false);
-    };
-    let list = entry
-        .as_array_mut()
-        .ok_or_else(|| AclEditError::Malformed(format!("policy_data.acl.{principal} is not an array")))?;
-    let before = list.len();
-    list.retain(|p| p.as_str() != Some(pattern));
-    let changed = list.len() != before;
-    if list.is_empty() {
-        acl.remove(principal);
-    }
+    let changed = remove_from_list(acl_mut(data)?, "acl", principal, pattern)?;
     if changed {
         bump_revision(data)?;
     }

@@ -6,10 +6,12 @@
 //! Exact host names or IP literals only: an operator allows what an agent was
 //! seen asking for, never a wildcard.
 
-use super::acl::{AclEditError, bump_revision, policy_data_mut};
+use super::acl::{AclEditError, add_to_list, bump_revision, policy_data_mut, remove_from_list};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::{PoisonError, RwLock};
+
+const SECTION: &str = "egress_allow";
 
 /// action id → allowed hosts.
 pub type EgressAllowEntries = BTreeMap<String, Vec<String>>;
@@ -67,31 +69,17 @@ pub fn entries(data: &Value) -> Result<EgressAllowEntries, AclEditError> {
 pub fn allow(data: &mut Value, action_id: &str, host: &str) -> Result<bool, AclEditError> {
     check_action(action_id)?;
     check_host(host)?;
-    let list = section_mut(data)?.entry(action_id.to_owned()).or_insert_with(|| Value::Array(vec![]));
-    let list = list
-        .as_array_mut()
-        .ok_or_else(|| AclEditError::Malformed(format!("policy_data.egress_allow.{action_id} is not an array")))?;
-    if list.iter().any(|h| h.as_str() == Some(host)) {
-        return Ok(false);
+    let changed = add_to_list(section_mut(data)?, SECTION, action_id, host)?;
+    if changed {
+        bump_revision(data)?;
     }
-    list.push(Value::String(host.to_owned()));
-    bump_revision(data)?;
-    Ok(true)
+    Ok(changed)
 }
 
 /// Withdraw `host` for `action_id`. Returns whether the document changed.
 pub fn disallow(data: &mut Value, action_id: &str, host: &str) -> Result<bool, AclEditError> {
     check_action(action_id)?;
-    let section = section_mut(data)?;
-    let Some(list) = section.get_mut(action_id).and_then(Value::as_array_mut) else {
-        return Ok(false);
-    };
-    let before = list.len();
-    list.retain(|h| h.as_str() != Some(host));
-    let changed = list.len() != before;
-    if list.is_empty() {
-        section.remove(action_id);
-    }
+    let changed = remove_from_list(section_mut(data)?, SECTION, action_id, host)?;
     if changed {
         bump_revision(data)?;
     }
@@ -100,7 +88,7 @@ pub fn disallow(data: &mut Value, action_id: &str, host: &str) -> Result<bool, A
 
 fn section_mut(data: &mut Value) -> Result<&mut Map<String, Value>, AclEditError> {
     policy_data_mut(data)?
-        .entry("egress_allow")
+        .entry(SECTION)
         .or_insert_with(|| Value::Object(Map::new()))
         .as_object_mut()
         .ok_or_else(|| AclEditError::Malformed("policy_data.egress_allow is not an object".into()))

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use super::admin_client::{AdminSession, OperatorArgs, path_segment};
-use super::output::{self, Exit, Failure, Table, Tone, sanitize};
+use super::output::{self, Exit, Failure, Table, Tone, list_text, sanitize, value_text as text};
 
 #[derive(clap::Args)]
 pub struct ActionsArgs {
@@ -22,21 +22,10 @@ pub fn run(config: &Path, operator: &OperatorArgs, args: ActionsArgs) -> ExitCod
     output::finish(args.json, actions(config, operator, &args))
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 fn egress_text(egress: &Value) -> String {
     match egress {
         Value::String(s) => s.clone(),
-        other => other["proxy_allowlist"]["allowed_domains"]
-            .as_array()
-            .map(|d| d.iter().map(text).collect::<Vec<_>>().join(", "))
-            .unwrap_or_default(),
+        other => list_text(&other["proxy_allowlist"]["allowed_domains"]),
     }
 }
 
@@ -86,9 +75,9 @@ fn actions(config: &Path, operator: &OperatorArgs, args: &ActionsArgs) -> Result
                 ("source", text(&doc["source"])),
                 ("module digest", text(&doc["provider_module_digest"])),
                 ("definition hash", text(&doc["definition_hash"])),
-                ("required scopes", doc["required_scopes"].as_array().map(|s| s.iter().map(text).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
+                ("required scopes", list_text(&doc["required_scopes"])),
                 ("egress", egress_text(&doc["egress"])),
-                ("operator-allowed", doc["operator_allowed_domains"].as_array().map(|s| s.iter().map(text).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
+                ("operator-allowed", list_text(&doc["operator_allowed_domains"])),
                 ("verifier", text(&doc["verifier_kind"])),
                 ("trust failure", text(&doc["trust_failure"]["message"])),
             ] {

@@ -199,8 +199,8 @@ pub fn api_failure(status: u16, body: &Value) -> Failure {
     } else {
         format!("the gate refused ({status} {code}): {detail}")
     };
-    let remediation = body.get("remediation").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| {
-        match code.as_str() {
+    let remediation =
+        body.get("remediation").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| match code.as_str() {
             "invalid_operator_token" | "invalid_dpop" | "missing_auth_header" => {
                 "check --operator, --api-key and --operator-key against [operator_credentials] (restart the gate \
                  after changing them)"
@@ -212,8 +212,7 @@ pub fn api_failure(status: u16, body: &Value) -> Failure {
             "component_unavailable" | "store_unavailable" | "draining" => "retry shortly; see latchgate status".into(),
             "not_found" => "check the id (latchgate approvals list --status all, latchgate audit)".into(),
             _ => "see the gate's log for details".into(),
-        }
-    });
+        });
     Failure::new(code, message, remediation)
 }
 

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::admin_client::{AdminSession, OperatorArgs, path_segment, query_string};
-use super::output::{self, Exit, Failure, Table, Tone, sanitize};
+use super::output::{self, Exit, Failure, Table, Tone, list_text, sanitize, value_text as text};
 
 #[derive(clap::Subcommand)]
 pub enum ApprovalsCommand {
@@ -68,14 +68,6 @@ pub fn run(config: &Path, operator: &OperatorArgs, command: ApprovalsCommand) ->
     }
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 fn status_tone(status: &str) -> Tone {
     match status {
         "executed" => Tone::Good,
@@ -127,11 +119,8 @@ fn show(config: &Path, operator: &OperatorArgs, args: &IdArgs) -> Result<Exit, F
     }
     let colour = output::stdout_colour();
     let status = text(&doc["status"]);
-    let mut out = format!(
-        "approval {} {}\n",
-        sanitize(&text(&doc["approval_id"])),
-        status_tone(&status).paint(&status, colour)
-    );
+    let mut out =
+        format!("approval {} {}\n", sanitize(&text(&doc["approval_id"])), status_tone(&status).paint(&status, colour));
     let plan = &doc["plan"];
     for (label, value) in [
         ("action", format!("{} {}", text(&doc["action_id"]), text(&plan["action_version"]))),
@@ -140,8 +129,8 @@ fn show(config: &Path, operator: &OperatorArgs, args: &IdArgs) -> Result<Exit, F
         ("session", text(&doc["session_id"])),
         ("created", text(&doc["created_at"])),
         ("expires", text(&doc["expires_at"])),
-        ("sinks", plan["allowed_sinks"].as_array().map(|s| s.iter().map(text).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
-        ("secrets", plan["approved_secrets"].as_array().map(|s| s.iter().map(text).collect::<Vec<_>>().join(", ")).unwrap_or_default()),
+        ("sinks", list_text(&plan["allowed_sinks"])),
+        ("secrets", list_text(&plan["approved_secrets"])),
         ("request hash", text(&doc["request_hash"])),
         ("plan hash", text(&doc["plan_hash"])),
         ("decided by", text(&doc["decided_by"])),

@@ -105,7 +105,11 @@ fn audit_online(config: &Path, operator: &OperatorArgs, args: AuditArgs, format:
     ]);
     let doc = session.get(&format!("/v1/audit/events{query}"))?;
     let events: Vec<AuditEvent> = serde_json::from_value(doc["events"].clone()).map_err(|e| {
-        Failure::new("unexpected_response", format!("the gate's events do not parse: {e}"), "use a matching latchgate CLI")
+        Failure::new(
+            "unexpected_response",
+            format!("the gate's events do not parse: {e}"),
+            "use a matching latchgate CLI",
+        )
     })?;
     match format {
         AuditFormat::Json => output::print_json(&serde_json::json!({"count": events.len(), "events": events})),

@@ -192,7 +192,11 @@ fn read_document(config: &Path) -> Result<(String, DocumentMut), Failure> {
 fn write_document(config: &Path, doc: &DocumentMut) -> Result<(), Failure> {
     let text = doc.to_string();
     LoadedConfig::from_str(config, &text).map_err(|e| {
-        Failure::new(e.code(), format!("the edit would make the config invalid, nothing written: {e}"), "check the value")
+        Failure::new(
+            e.code(),
+            format!("the edit would make the config invalid, nothing written: {e}"),
+            "check the value",
+        )
     })?;
     write_atomically(config, text.as_bytes(), None)
 }
@@ -204,14 +208,11 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), 
     let fail = |e: std::io::Error, p: &Path| {
         Failure::new("file_unwritable", format!("{}: {e}", p.display()), "run as a user who may write it")
     };
-    let mode = mode.unwrap_or_else(|| std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o600));
+    let mode =
+        mode.unwrap_or_else(|| std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o600));
     let tmp = path.with_extension(format!("lgtmp-{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| fail(e, &tmp))?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(|e| fail(e, &tmp))?;
     let written = file
         .write_all(bytes)
         .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
@@ -313,7 +314,8 @@ fn add_principal(config: &Path, args: &AddPrincipalArgs) -> Result<Exit, Failure
 }
 
 fn check_operator_name(name: &str) -> Result<(), Failure> {
-    let ok = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+    let ok =
+        !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -354,7 +356,8 @@ fn add_operator(config: &Path, args: &AddOperatorArgs) -> Result<Exit, Failure> 
     }
     let pkcs8 = latchgate_core::jose::generate_es256_pkcs8()
         .map_err(|e| Failure::new("key_generation_failed", e, "report this as a bug"))?;
-    let key = DpopKey::from_pkcs8(&pkcs8).map_err(|e| Failure::new("key_generation_failed", e, "report this as a bug"))?;
+    let key =
+        DpopKey::from_pkcs8(&pkcs8).map_err(|e| Failure::new("key_generation_failed", e, "report this as a bug"))?;
     let api_key = new_api_key();
     let (_, mut doc) = read_document(config)?;
     let credentials = table_at(&mut doc, &["operator_credentials"])?;
@@ -395,7 +398,8 @@ fn remove_operator(config: &Path, args: &RemoveOperatorArgs) -> Result<Exit, Fai
     check_operator_name(&args.name)?;
     let cfg = LoadedConfig::load(config)?;
     let (_, mut doc) = read_document(config)?;
-    let removed = doc.get_mut("operator_credentials").and_then(Item::as_table_like_mut).and_then(|t| t.remove(&args.name));
+    let removed =
+        doc.get_mut("operator_credentials").and_then(Item::as_table_like_mut).and_then(|t| t.remove(&args.name));
     if removed.is_none() {
         return Err(Failure::new(
             "operator_not_configured",

@@ -10,8 +10,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use serde_json::Value;
-
 use super::admin_client::{AdminSession, OperatorArgs};
 use super::output::{self, Exit, Failure, Table, Tone};
 
@@ -72,11 +70,7 @@ fn learned(config: &Path, operator: &OperatorArgs, json: bool) -> Result<Exit, F
         output::write_stdout("no refused destinations on record\n");
         return Ok(Exit::Ok);
     }
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
+    let text = output::value_text;
     let mut table = Table::new(&["ACTION", "DOMAIN", "COUNT", "LAST SEEN", "ALLOWED"]);
     for d in &domains {
         let allowed = d["allowed"] == true;

@@ -5,10 +5,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::admin_client::{AdminSession, OperatorArgs};
-use super::output::{self, Exit, Failure, Table, Tone, sanitize};
+use super::output::{self, Exit, Failure, Table, Tone, list_text, sanitize, value_text as text};
 
 #[derive(clap::Args)]
 pub struct JsonArgs {
@@ -32,14 +32,6 @@ pub struct DrainArgs {
     resume: bool,
     #[arg(long)]
     json: bool,
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 pub fn revoke(config: &Path, operator: &OperatorArgs, args: RevokeArgs) -> ExitCode {
@@ -66,7 +58,9 @@ fn confirm(question: &str) -> Result<bool, Failure> {
 
 fn revoke_all(config: &Path, operator: &OperatorArgs, args: &RevokeArgs) -> Result<Exit, Failure> {
     if !args.yes
-        && !confirm("Revoke EVERY lease and grant issued so far? Every agent must lease again and pending approvals fail")?
+        && !confirm(
+            "Revoke EVERY lease and grant issued so far? Every agent must lease again and pending approvals fail",
+        )?
     {
         eprintln!("nothing revoked");
         return Ok(Exit::Error);
@@ -112,7 +106,9 @@ fn list_intents(config: &Path, operator: &OperatorArgs, args: &JsonArgs) -> Resu
         ]);
     }
     output::write_stdout(&table.render(output::stdout_colour()));
-    eprintln!("these calls were dispatched and their outcome is unknown: check each effect (latchgate audit --trace-id TRACE)");
+    eprintln!(
+        "these calls were dispatched and their outcome is unknown: check each effect (latchgate audit --trace-id TRACE)"
+    );
     Ok(Exit::Ok)
 }
 
@@ -150,14 +146,11 @@ fn do_reload(config: &Path, operator: &OperatorArgs, args: &JsonArgs) -> Result<
         return Ok(Exit::Ok);
     }
     let m = &doc["manifests"];
-    let list = |v: &Value| v.as_array().map(|a| a.iter().map(text).collect::<Vec<_>>().join(", ")).unwrap_or_default();
-    let mut out = format!(
-        "reloaded {} actions (policy {})\n",
-        text(&m["actions"]),
-        sanitize(&text(&doc["policy_version"]))
-    );
-    for (label, key) in [("added", "added"), ("removed", "removed"), ("changed", "changed"), ("UNTRUSTED", "untrusted")] {
-        let names = list(&m[key]);
+    let mut out =
+        format!("reloaded {} actions (policy {})\n", text(&m["actions"]), sanitize(&text(&doc["policy_version"])));
+    for (label, key) in [("added", "added"), ("removed", "removed"), ("changed", "changed"), ("UNTRUSTED", "untrusted")]
+    {
+        let names = list_text(&m[key]);
         if !names.is_empty() {
             out.push_str(&format!("  {label:<9} {}\n", sanitize(&names)));
         }

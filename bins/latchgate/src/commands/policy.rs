@@ -90,7 +90,8 @@ fn data_file(config: &Path) -> Result<PathBuf, Failure> {
 }
 
 fn edit(config: &Path, operator: &OperatorArgs, edit: Edit, args: &EditArgs) -> Result<Exit, Failure> {
-    let result = if args.offline { edit_offline(config, edit, args)? } else { edit_online(config, operator, edit, args)? };
+    let result =
+        if args.offline { edit_offline(config, edit, args)? } else { edit_online(config, operator, edit, args)? };
     if args.json {
         output::print_json(&result);
     } else {

@@ -10,7 +10,7 @@ use latchgate_core::receipt::verify_with_jwks;
 use serde_json::Value;
 
 use super::admin_client::{AdminSession, OperatorArgs, path_segment};
-use super::output::{self, Exit, Failure, Tone, sanitize};
+use super::output::{self, Exit, Failure, sanitize};
 
 #[derive(clap::Subcommand)]
 pub enum ReceiptsCommand {
@@ -52,7 +52,8 @@ fn get(config: &Path, operator: &OperatorArgs, args: &GetArgs) -> Result<Exit, F
     let mut session = AdminSession::connect(config, operator)?;
     let receipt = fetch(&mut session, &args.receipt_id)?;
     if let Some(out) = &args.out {
-        let text = serde_json::to_string(&receipt).map_err(|e| Failure::new("output_encoding_failed", e, "report this as a bug"))?;
+        let text = serde_json::to_string(&receipt)
+            .map_err(|e| Failure::new("output_encoding_failed", e, "report this as a bug"))?;
         std::fs::write(out, text).map_err(|e| {
             Failure::new("file_unwritable", format!("{}: {e}", out.display()), "pass a writable --out FILE")
         })?;
@@ -68,8 +69,16 @@ fn get(config: &Path, operator: &OperatorArgs, args: &GetArgs) -> Result<Exit, F
     let text = |k: &str| receipt[k].as_str().map(sanitize).unwrap_or_default();
     let mut out = format!("receipt {}\n", text("receipt_id"));
     for key in [
-        "action_id", "trace_id", "grant_id", "started_at", "finished_at", "failure_class", "approved_by",
-        "approved_by_jkt", "signing_key_id", "result_hash",
+        "action_id",
+        "trace_id",
+        "grant_id",
+        "started_at",
+        "finished_at",
+        "failure_class",
+        "approved_by",
+        "approved_by_jkt",
+        "signing_key_id",
+        "result_hash",
     ] {
         let value = text(key);
         if !value.is_empty() {
@@ -89,40 +98,6 @@ fn verify(config: &Path, operator: &OperatorArgs, args: &VerifyArgs) -> Result<E
     let mut session = AdminSession::connect(config, operator)?;
     let receipt = fetch(&mut session, &args.receipt_id)?;
     let keys = session.get("/v1/receipt-keys")?;
-    let colour = output::stdout_colour();
-    match verify_with_jwks(&receipt.to_string(), &keys.to_string()) {
-        Ok(valid) => {
-            if args.json {
-                output::print_json(&serde_json::json!({
-                    "ok": true, "receipt_id": valid.receipt_id, "action_id": valid.action_id,
-                    "signing_key_id": valid.signing_key_id, "result_hash": valid.result_hash,
-                    "approved_by": valid.approved_by,
-                }));
-            } else {
-                output::write_stdout(&format!(
-                    "{} receipt {}: action {}, signed by key {}\n",
-                    Tone::Good.paint("valid", colour),
-                    sanitize(&valid.receipt_id),
-                    sanitize(&valid.action_id),
-                    sanitize(&valid.signing_key_id)
-                ));
-            }
-            Ok(Exit::Ok)
-        }
-        Err(e) => {
-            if args.json {
-                output::print_json(&serde_json::json!({"ok": false, "code": e.code(), "reason": e.to_string()}));
-            } else {
-                output::write_stdout(&format!(
-                    "{} receipt {}: {} [{}]\n",
-                    Tone::Bad.paint("INVALID", colour),
-                    sanitize(&args.receipt_id),
-                    sanitize(&e.to_string()),
-                    e.code()
-                ));
-                eprintln!("  fix: the stored receipt does not verify against the gate's keys; run latchgate verify");
-            }
-            Ok(Exit::Invalid)
-        }
-    }
+    let result = verify_with_jwks(&receipt.to_string(), &keys.to_string());
+    super::receipt::report_verdict(result, &args.receipt_id, "GET /v1/receipt-keys", args.json)
 }

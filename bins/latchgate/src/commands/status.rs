@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use super::admin_client::{AdminSession, OperatorArgs};
-use super::output::{self, Exit, Failure, Table, Tone};
+use super::output::{self, Exit, Failure, Table, Tone, value_text as text};
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
@@ -34,14 +34,6 @@ fn status(config: &Path, operator: &OperatorArgs, args: &StatusArgs) -> Result<E
     Ok(if healthy { Exit::Ok } else { Exit::Error })
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 fn print_human(doc: &Value) {
     let colour = output::stdout_colour();
     let status = doc["status"].as_str().unwrap_or("unknown");
@@ -59,7 +51,11 @@ fn print_human(doc: &Value) {
         uptime / 3600,
         uptime / 60 % 60,
         uptime % 60,
-        if doc["draining"] == true { Tone::Warn.paint("  DRAINING: new executions are refused", colour) } else { String::new() },
+        if doc["draining"] == true {
+            Tone::Warn.paint("  DRAINING: new executions are refused", colour)
+        } else {
+            String::new()
+        },
     );
     let mut table = Table::new(&["PROCESS", "UP", "PID", "UID", "CONFINEMENT"]);
     let mut degraded = Vec::new();

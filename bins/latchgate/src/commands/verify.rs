@@ -12,10 +12,10 @@ use std::process::ExitCode;
 use latchgate_broker::ledger::{BreakReason, ChainBreak, LedgerError, LedgerReader, VerifyReport};
 use serde::Serialize;
 
+use super::admin_client::{AdminSession, OperatorArgs};
 use super::evidence::{
     ledger_failure, ledger_path, open_ledger, parse_receipt_keys, read_jwks_file, receipt_keys_path,
 };
-use super::admin_client::{AdminSession, OperatorArgs};
 use super::output::{self, Exit, Failure, Progress, Tone, sanitize};
 
 #[derive(clap::Args)]
@@ -80,7 +80,12 @@ fn verify_online(config: &Path, operator: &OperatorArgs, args: &VerifyArgs) -> R
                 "{} (checked by the gate): {} events (head seq {}), {} intents, {} receipts (signatures checked), \
                  {} approvals, {} approval outcomes\n",
                 Tone::Good.paint("ledger intact", colour),
-                r["events"], r["head_seq"], r["intents"], r["receipts"], r["approvals"], r["approval_outcomes"],
+                r["events"],
+                r["head_seq"],
+                r["intents"],
+                r["receipts"],
+                r["approvals"],
+                r["approval_outcomes"],
             ));
         } else {
             let bad = &doc["first_bad_event"];
