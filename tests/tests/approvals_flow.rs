@@ -266,6 +266,10 @@ async fn evidence_routes_answer_operators(fx: &Fixture) {
     let (status, bad) = get(&mut op, "/v1/audit/events?after=yesterday").await;
     assert_eq!((status, bad["error"].as_str()), (400, Some("bad_request")), "{bad}");
 
+    // Enough events that the export spans several pages (128 events each).
+    for _ in 0..300 {
+        assert_eq!(get(&mut op, "/v1/admin/intents/unresolved").await.0, 200);
+    }
     let (status, verified) = get(&mut op, "/v1/audit/verify").await;
     assert_eq!((status, verified["ok"].as_bool()), (200, Some(true)), "{verified}");
     assert!(verified["report"]["approvals"].as_u64().unwrap() >= 3, "{verified}");
@@ -280,6 +284,7 @@ async fn evidence_routes_answer_operators(fx: &Fixture) {
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1) && seqs[0] == 1, "export is the whole chain in order");
     // The verified chain, plus this export's own operator_request event.
     assert_eq!(seqs.len() as u64, verified["report"]["events"].as_u64().unwrap() + 1);
+    assert!(seqs.len() > 2 * 128, "the export was streamed in several pages");
 
     let (status, intents) = get(&mut op, "/v1/admin/intents/unresolved").await;
     assert_eq!((status, intents["count"].as_u64()), (200, Some(0)), "{intents}");

@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 
 /// Keeps every answer well inside the front↔broker message limit (8 MiB).
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
-/// Events per export page.
-const EXPORT_PAGE_EVENTS: u32 = 2_000;
+/// Events per export page: small pages keep each IPC message and the
+/// front's buffer small; the front streams them one after another.
+const EXPORT_PAGE_EVENTS: u32 = 128;
 const MAX_FILTER_CHARS: usize = 256;
 
 fn read_failed(e: LedgerError) -> ApiError {
@@ -193,4 +194,20 @@ pub async fn receipt(gate: &Gate, receipt_id: &str) -> Result<Value, ApiError> {
 pub async fn unresolved_intents(gate: &Gate) -> Result<Value, ApiError> {
     let intents = gate.ledger.unresolved_intents().await.map_err(read_failed)?;
     Ok(json!({"count": intents.len(), "intents": intents}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_export_continuation_is_single_use_and_bound_to_its_page() {
+        let cursors = ExportCursors::default();
+        let token = cursors.issue("alice", 128);
+        assert_eq!(cursors.redeem(&token, 256), None, "another page");
+        let token = cursors.issue("alice", 128);
+        assert_eq!(cursors.redeem(&token, 128).as_deref(), Some("alice"));
+        assert_eq!(cursors.redeem(&token, 128), None, "spent");
+        assert_eq!(cursors.redeem("forged", 128), None);
+    }
 }

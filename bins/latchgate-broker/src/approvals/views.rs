@@ -102,3 +102,61 @@ pub fn agent_view(
     }
     view
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::ApprovalOutcome;
+
+    fn record(outcome: Option<&str>, intent: Option<IntentState>, receipt: Option<&str>) -> ApprovalRecord {
+        ApprovalRecord {
+            approval_id: "a".into(),
+            trace_id: "t".into(),
+            action_id: "fs.write".into(),
+            principal: "p".into(),
+            session_id: "s".into(),
+            request_hash: "sha256:r".into(),
+            plan_hash: "sha256:p".into(),
+            plan: String::new(),
+            created_at: "2026-01-01T00:00:00.000000Z".into(),
+            expires_at: "2026-01-01T00:05:00.000000Z".into(),
+            outcome: outcome.map(|o| ApprovalOutcome {
+                approval_id: "a".into(),
+                outcome: o.into(),
+                operator: "alice".into(),
+                ts: "2026-01-01T00:01:00.000000Z".into(),
+                plan_hash: "sha256:p".into(),
+                reason: (o != "approved").then(|| "why".into()),
+                operator_jkt: None,
+            }),
+            intent_state: intent,
+            receipt_id: receipt.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn the_agent_keeps_polling_until_the_approved_plan_has_run() {
+        assert_eq!(agent_view(&record(None, None, None), false, None, 2)["status"], "pending");
+        assert_eq!(agent_view(&record(None, None, None), true, None, 2)["status"], "pending", "being decided");
+        let running = record(Some("approved"), Some(IntentState::Pending), None);
+        assert_eq!(agent_view(&running, true, None, 2)["status"], "pending");
+        let done = agent_view(&record(Some("approved"), Some(IntentState::Resolved), Some("r1")), false, None, 2);
+        assert_eq!((done["status"].as_str(), done["receipt_id"].as_str()), (Some("approved"), Some("r1")));
+        assert!(done.get("retry_after_seconds").is_none());
+    }
+
+    #[test]
+    fn terminal_states_map_to_the_sdk_statuses_with_a_reason() {
+        let failed = record(Some("approved"), Some(IntentState::Failed), Some("r2"));
+        let view = agent_view(&failed, false, Some("verification_failed".into()), 2);
+        assert_eq!((view["status"].as_str(), view["reason"].as_str()), (Some("failed"), Some("verification_failed")));
+        let lost = agent_view(&record(Some("approved"), Some(IntentState::Pending), None), false, None, 2);
+        assert_eq!(lost["status"], "approved", "the effect may have happened: never reported as failed");
+        assert_eq!(agent_view(&record(Some("denied"), None, None), false, None, 2)["reason"], "why");
+        let expired = agent_view(&record(Some("expired"), None, None), false, None, 2);
+        assert_eq!((expired["status"].as_str(), expired["reason"].as_str()), (Some("failed"), Some("expired")));
+        let rechecked = agent_view(&record(Some("failed"), None, None), false, None, 2);
+        assert_eq!(rechecked["status"], "failed");
+        assert_eq!(operator_state(&record(Some("approved"), None, None), false), "not_executed");
+    }
+}

@@ -417,7 +417,13 @@ fn check_approvals(
 ) -> Result<(), LedgerError> {
     let table = "approval_outcomes";
     let mut seen = std::collections::HashSet::new();
-    let mut statement = conn.prepare(&format!("SELECT {OUTCOME_COLUMNS} FROM approval_outcomes"))?;
+    let columns = if has_column(conn, "approval_outcomes", "reason")? {
+        OUTCOME_COLUMNS.to_string()
+    } else {
+        // Schema v1: no reason or key binding was recorded.
+        "approval_id, outcome, operator, ts, plan_hash, NULL, NULL".to_string()
+    };
+    let mut statement = conn.prepare(&format!("SELECT {columns} FROM approval_outcomes"))?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         let outcome = outcome_from_row(row, 0)?;
@@ -447,6 +453,15 @@ fn check_approval_requests(
     breaks: &mut Vec<ChainBreak>,
 ) -> Result<(), LedgerError> {
     let table = "approvals";
+    // A ledger written before schema v2 (read by an offline tool) has no held calls.
+    let exists: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'approvals'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(());
+    }
     let mut seen = std::collections::HashSet::new();
     let mut statement = conn.prepare(&format!("SELECT {APPROVAL_COLUMNS} FROM approvals"))?;
     let mut rows = statement.query([])?;
@@ -490,4 +505,15 @@ fn check_approval_requests(
         }
     }
     Ok(())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, LedgerError> {
+    let mut statement = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        if row.get::<_, String>(0)? == column {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -245,3 +245,27 @@ pub fn query_string(pairs: &[(&str, Option<String>)]) -> String {
     }
     if any { format!("?{}", serializer.finish()) } else { String::new() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_keys_round_trip_through_pem() {
+        let der = latchgate_core::jose::generate_es256_pkcs8().unwrap();
+        let pem = der_to_pem(&der);
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n") && pem.lines().all(|l| l.len() <= 64));
+        assert_eq!(pem_to_der(&pem).unwrap(), der);
+        assert_eq!(pem_to_der("not a key"), None);
+    }
+
+    #[test]
+    fn ids_outside_the_id_alphabet_never_reach_a_path() {
+        assert!(path_segment("3f2a-9c").is_ok());
+        for bad in ["", "../x", "a/b", "a?b", "a b"] {
+            assert!(path_segment(bad).is_err(), "{bad}");
+        }
+        assert_eq!(query_string(&[("a", Some("x y".into())), ("b", None)]), "?a=x+y");
+        assert_eq!(query_string(&[("a", None)]), "");
+    }
+}
