@@ -107,3 +107,30 @@ pub async fn report(gate: &Gate, front: ProcessStatus) -> Value {
         "operators": gate.cfg.config.operator_credentials.len(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_degraded_layer_is_named_with_its_reason() {
+        let mut report = ConfinementReport {
+            seccomp: LayerStatus::Enforced,
+            landlock: LayerStatus::Degraded("landlock ABI 3: no TCP port rules".into()),
+            landlock_abi: Some(3),
+            no_new_privs: true,
+            caps_dropped: true,
+            bounding_set_empty: true,
+            uid: 998,
+            gid: 998,
+        };
+        assert_eq!(degraded_layers(&report), vec!["landlock: degraded (landlock ABI 3: no TCP port rules)"]);
+        report.seccomp = LayerStatus::Unavailable("kernel without seccomp".into());
+        report.no_new_privs = false;
+        assert_eq!(degraded_layers(&report).len(), 3);
+        report.seccomp = LayerStatus::Enforced;
+        report.landlock = LayerStatus::Enforced;
+        report.no_new_privs = true;
+        assert!(degraded_layers(&report).is_empty());
+    }
+}
