@@ -45,7 +45,7 @@ fn status(role: Role) -> ProcessStatus {
 #[test]
 fn every_message_type_round_trips() {
     let peer = PeerCred { uid: 1000, gid: 1000, pid: 4242 };
-    round_trip(FrontRequest::Health { peer });
+    round_trip(FrontRequest::Health { peer, front: status(Role::Front) });
     round_trip(FrontReply::Health(HealthReport {
         processes: vec![
             ProcessHealth { role: Role::Signer, up: true, status: Some(status(Role::Signer)), error: None },
@@ -106,12 +106,14 @@ fn grants_and_admin_requests_round_trip_with_and_without_optional_fields() {
         AdminRequest::AuditExport { after_seq: 9, continuation: Some("c".into()) },
         AdminRequest::Approve { approval_id: "a".into(), body: b"{}".to_vec() },
         AdminRequest::ListApprovals { status: None, limit: Some("5".into()) },
+        AdminRequest::Metrics { front: status(Role::Front) },
     ] {
         round_trip(FrontRequest::Admin { peer, auth: auth.clone(), request });
     }
     round_trip(FrontRequest::PollApproval { peer, auth, approval_id: "a".into() });
     round_trip(FrontReply::Jsonl { body: "{}\n".into(), next_after_seq: None, continuation: None });
     round_trip(FrontReply::Jsonl { body: String::new(), next_after_seq: Some(3), continuation: Some("c".into()) });
+    round_trip(FrontReply::Metrics { body: "# TYPE x counter\nx 1\n".into() });
 }
 
 proptest! {

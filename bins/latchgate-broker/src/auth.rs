@@ -45,5 +45,6 @@ fn check_principal(gate: &Gate, peer: &PeerCred, lease: &LeaseClaims) -> Result<
 
 pub fn state_error(e: crate::state::StateError) -> ApiError {
     tracing::warn!(code = e.code(), error = %e, "state store failure");
+    crate::metrics::gate_metrics().dependency_error(crate::metrics::Dependency::StateStore, e.code());
     ApiError::new(e.error_code()).with_retry_after(1)
 }

@@ -95,7 +95,9 @@ impl Gate {
     /// Load the policy data again: the engine first (it self-checks and keeps
     /// the old data on error), then the egress allowances of the same file.
     pub fn reload_policy(&self) -> Result<String, PolicyError> {
-        let version = self.policy.reload()?;
+        let version = self.policy.reload().inspect_err(|e| {
+            crate::metrics::gate_metrics().dependency_error(crate::metrics::Dependency::PolicyEngine, e.code());
+        })?;
         let data = read_data_file(&self.cfg.policies_dir().join(DATA_FILE)).map_err(acl_load_error)?;
         self.egress_allow.load_from(&data).map_err(acl_load_error)?;
         Ok(version)

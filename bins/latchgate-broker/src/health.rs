@@ -2,6 +2,7 @@
 //! signer and executor answer to a ping right now.
 
 use crate::peers::Peers;
+use latchgate_core::confine::{ConfinementReport, LayerStatus};
 use latchgate_core::role::Role;
 use latchgate_ipc::messages::broker_executor::{ExecutorReply, ExecutorRequest};
 use latchgate_ipc::messages::broker_signer::{SignerReply, SignerRequest};
@@ -36,10 +37,102 @@ pub async fn report(peers: &Peers) -> HealthReport {
     HealthReport { processes: vec![up(own_status(peers)), signer, executor] }
 }
 
-fn up(status: ProcessStatus) -> ProcessHealth {
+/// A process that answered (or, for the front, reported itself) with `status`.
+pub fn up(status: ProcessStatus) -> ProcessHealth {
     ProcessHealth { role: status.role, up: true, status: Some(status), error: None }
 }
 
 fn down(role: Role, error: String) -> ProcessHealth {
     ProcessHealth { role, up: false, status: None, error: Some(error) }
+}
+
+/// Each confinement layer of `report` that is not fully enforced: the
+/// layer's name and what is wrong with it.
+pub fn confinement_findings(report: &ConfinementReport) -> Vec<(&'static str, String)> {
+    let mut findings = Vec::new();
+    for (name, status) in [("seccomp", &report.seccomp), ("landlock", &report.landlock)] {
+        match status {
+            LayerStatus::Enforced => {}
+            LayerStatus::Degraded(why) => findings.push((name, format!("degraded ({why})"))),
+            LayerStatus::Unavailable(why) => findings.push((name, format!("unavailable ({why})"))),
+        }
+    }
+    if !report.no_new_privs {
+        findings.push(("no_new_privs", "not set".into()));
+    }
+    if !report.caps_dropped {
+        findings.push(("capabilities", "still held".into()));
+    }
+    findings
+}
+
+/// What a readiness or status probe found wrong with the processes, as the
+/// bounded `reason` labels of `readyz_degraded_total`: `<role>_down`,
+/// `<role>_unconfined` (no confinement report), `<role>_<layer>`.
+pub fn degraded_reasons(processes: &[ProcessHealth]) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for p in processes {
+        let role = p.role.as_str();
+        match p.status.as_ref().and_then(|s| s.confinement.as_ref()) {
+            _ if !p.up => reasons.push(format!("{role}_down")),
+            None => reasons.push(format!("{role}_unconfined")),
+            Some(report) => {
+                reasons.extend(confinement_findings(report).into_iter().map(|(layer, _)| format!("{role}_{layer}")))
+            }
+        }
+    }
+    reasons
+}
+
+/// Counts what one probe found (see [`degraded_reasons`]) plus the failing
+/// dependencies it names.
+pub fn count_probe(processes: &[ProcessHealth], failing_dependencies: &[&str]) {
+    let metrics = crate::metrics::gate_metrics();
+    for reason in degraded_reasons(processes) {
+        metrics.readyz_degraded(&reason);
+    }
+    for dependency in failing_dependencies {
+        metrics.readyz_degraded(dependency);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enforced() -> ConfinementReport {
+        ConfinementReport {
+            seccomp: LayerStatus::Enforced,
+            landlock: LayerStatus::Enforced,
+            landlock_abi: Some(7),
+            no_new_privs: true,
+            caps_dropped: true,
+            bounding_set_empty: true,
+            uid: 998,
+            gid: 998,
+        }
+    }
+
+    fn process(role: Role, up: bool, confinement: Option<ConfinementReport>) -> ProcessHealth {
+        let status = up.then(|| ProcessStatus { role, pid: 1, uid: 998, ready: true, confinement });
+        ProcessHealth { role, up, status, error: None }
+    }
+
+    #[test]
+    fn each_degraded_layer_and_each_down_process_is_one_bounded_reason() {
+        let mut landlock_less = enforced();
+        landlock_less.landlock = LayerStatus::Unavailable("kernel without landlock".into());
+        landlock_less.caps_dropped = false;
+        let processes = [
+            process(Role::Front, true, Some(enforced())),
+            process(Role::Broker, true, Some(landlock_less)),
+            process(Role::Signer, true, None),
+            process(Role::Executor, false, None),
+        ];
+        assert_eq!(
+            degraded_reasons(&processes),
+            vec!["broker_landlock", "broker_capabilities", "signer_unconfined", "executor_down"]
+        );
+        assert!(degraded_reasons(&processes[..1]).is_empty(), "a fully confined process is not degraded");
+    }
 }

@@ -10,6 +10,7 @@ pub mod health;
 pub mod identity;
 pub mod leases;
 pub mod ledger;
+pub mod metrics;
 pub mod peers;
 pub mod pipeline;
 pub mod policy;

@@ -20,6 +20,9 @@ pub struct Peers {
 /// A peer could not be reached: fail closed with 503.
 pub fn unavailable(component: &str, e: &IpcError) -> ApiError {
     tracing::warn!(component, code = e.code(), error = %e, "peer unavailable");
+    if let Some(dependency) = crate::metrics::Dependency::of_component(component) {
+        crate::metrics::gate_metrics().dependency_error(dependency, e.code());
+    }
     ApiError::component_unavailable(component)
 }
 

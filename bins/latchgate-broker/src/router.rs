@@ -19,7 +19,12 @@ fn answer(result: Result<Value, ApiError>) -> FrontReply {
 
 pub async fn handle(gate: &Gate, request: FrontRequest) -> FrontReply {
     match request {
-        FrontRequest::Health { .. } => FrontReply::Health(health::report(&gate.peers).await),
+        FrontRequest::Health { front, .. } => {
+            let report = health::report(&gate.peers).await;
+            health::count_probe(&[health::up(front)], &[]);
+            health::count_probe(&report.processes, &[]);
+            FrontReply::Health(report)
+        }
         FrontRequest::LeaseKeys => match gate.keys.get(&gate.peers).await {
             Ok(keys) => FrontReply::LeaseKeys { jwks_json: keys.lease_jwks_json.clone() },
             Err(e) => FrontReply::Error(e),

@@ -106,6 +106,10 @@ fn admin_route(state: &FrontState, method: &Method, path: &str, query: Option<&s
             let front = front_status();
             (AdminRoute::Request(Box::new(move |_| AdminRequest::Status { front })), Method::GET)
         }
+        ["metrics"] => {
+            let front = front_status();
+            (AdminRoute::Request(Box::new(move |_| AdminRequest::Metrics { front })), Method::GET)
+        }
         ["v1", "admin", "actions"] => (AdminRoute::Request(Box::new(|_| AdminRequest::ListActions)), Method::GET),
         ["v1", "admin", "actions", action] if !action.is_empty() => {
             let action_id = id(action);

@@ -69,3 +69,13 @@ pub fn raw_json(status: u16, body: String) -> HttpResponse {
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
+
+/// `GET /metrics`: the broker's Prometheus text (exposition format 0.0.4).
+pub fn prometheus_text(body: String) -> HttpResponse {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -125,6 +125,7 @@ pub(crate) async fn render(state: &FrontState, request: FrontRequest, timeout: D
     match state.broker.call(request, timeout).await {
         Ok(FrontReply::Json { status, body }) => reply::raw_json(status, body),
         Ok(FrontReply::LeaseKeys { jwks_json }) => reply::raw_json(200, jwks_json),
+        Ok(FrontReply::Metrics { body }) => reply::prometheus_text(body),
         Ok(FrontReply::Error(e)) => reply::error(&e),
         Ok(FrontReply::Health(_) | FrontReply::Jsonl { .. }) => reply::code(ErrorCode::InternalError),
         Err(e) => reply::component_unavailable("broker", &e),
@@ -158,7 +159,12 @@ pub async fn read_body(state: &FrontState, body: Incoming) -> Result<Bytes, Http
 }
 
 async fn readyz(state: &FrontState, peer: PeerCred) -> HttpResponse {
-    match state.broker.call(FrontRequest::Health { peer }, READYZ_TIMEOUT).await {
+    let front = latchgate_ipc::messages::status::ProcessStatus::current(
+        latchgate_core::role::Role::Front,
+        true,
+        Some(state.confinement.clone()),
+    );
+    match state.broker.call(FrontRequest::Health { peer, front }, READYZ_TIMEOUT).await {
         Ok(FrontReply::Health(report)) => {
             let mut processes = serde_json::Map::new();
             processes.insert(

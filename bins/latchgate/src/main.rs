@@ -50,6 +50,8 @@ enum Command {
     },
     /// The gate's health: processes and their confinement, dependencies, counters.
     Status(commands::status::StatusArgs),
+    /// The gate's Prometheus metrics (GET /metrics on the admin socket); --json parses them.
+    Metrics(commands::metrics::MetricsArgs),
     /// Registered actions and their trust, or one action in detail.
     Actions(commands::actions::ActionsArgs),
     /// Held calls waiting for an operator: list, show, approve, deny.
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
         Command::Receipt { command } => commands::receipt::run(command),
         Command::Policy { command } => commands::policy::run(&cli.config, &cli.operator, command),
         Command::Status(args) => commands::status::run(&cli.config, &cli.operator, args),
+        Command::Metrics(args) => commands::metrics::run(&cli.config, &cli.operator, args),
         Command::Actions(args) => commands::actions::run(&cli.config, &cli.operator, args),
         Command::Approvals { command } => commands::approvals::run(&cli.config, &cli.operator, command),
         Command::Revoke(args) => commands::operations::revoke(&cli.config, &cli.operator, args),

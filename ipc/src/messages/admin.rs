@@ -73,6 +73,8 @@ pub enum AdminRequest {
     PolicyGrant { body: Vec<u8> },
     /// `POST /v1/admin/policy/revoke` (body: `{"principal","action_pattern"}`)
     PolicyRevoke { body: Vec<u8> },
+    /// `GET /metrics` (Prometheus text); the front reports itself.
+    Metrics { front: ProcessStatus },
 }
 
 impl AdminRequest {
@@ -119,6 +121,7 @@ impl AdminRequest {
             AdminRequest::PolicyShow => "policy.show",
             AdminRequest::PolicyGrant { .. } => "policy.grant",
             AdminRequest::PolicyRevoke { .. } => "policy.revoke",
+            AdminRequest::Metrics { .. } => "metrics",
         }
     }
 

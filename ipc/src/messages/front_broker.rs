@@ -2,7 +2,7 @@
 //! keeps HTTP to itself and sends only typed, size-bounded requests.
 
 use super::admin::AdminRequest;
-use super::status::HealthReport;
+use super::status::{HealthReport, ProcessStatus};
 use latchgate_core::error::ApiError;
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +27,11 @@ pub struct RequestAuth {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FrontRequest {
-    /// Readiness of every process (for `/readyz`).
+    /// Readiness of every process (for `/readyz`); the front reports itself
+    /// (its degraded layers are counted with the others').
     Health {
         peer: PeerCred,
+        front: ProcessStatus,
     },
     /// Lease verification keys (JWKS JSON) for the front's own checks.
     LeaseKeys,
@@ -90,5 +92,9 @@ pub enum FrontReply {
         body: String,
         next_after_seq: Option<u64>,
         continuation: Option<String>,
+    },
+    /// `GET /metrics`: Prometheus text exposition format 0.0.4.
+    Metrics {
+        body: String,
     },
 }

@@ -127,6 +127,10 @@ async fn dispatch(gate: &Gate, operator: &OperatorAuthenticated, request: AdminR
         AdminRequest::PolicyShow => answer(policy_edit::show(gate)),
         AdminRequest::PolicyGrant { body } => answer(policy_edit::acl(gate, operator, &body, true).await),
         AdminRequest::PolicyRevoke { body } => answer(policy_edit::acl(gate, operator, &body, false).await),
+        AdminRequest::Metrics { front } => match crate::metrics::scrape::render(gate, front).await {
+            Ok(body) => FrontReply::Metrics { body },
+            Err(e) => FrontReply::Error(e),
+        },
     }
 }
 

@@ -5,28 +5,14 @@
 
 use crate::gate::Gate;
 use crate::health;
-use latchgate_core::confine::{ConfinementReport, LayerStatus};
+use latchgate_core::confine::ConfinementReport;
 use latchgate_ipc::messages::status::{ProcessHealth, ProcessStatus};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 
 /// Each layer that is not fully enforced, as `layer: reason`.
 pub fn degraded_layers(report: &ConfinementReport) -> Vec<String> {
-    let mut layers = Vec::new();
-    for (name, status) in [("seccomp", &report.seccomp), ("landlock", &report.landlock)] {
-        match status {
-            LayerStatus::Enforced => {}
-            LayerStatus::Degraded(why) => layers.push(format!("{name}: degraded ({why})")),
-            LayerStatus::Unavailable(why) => layers.push(format!("{name}: unavailable ({why})")),
-        }
-    }
-    if !report.no_new_privs {
-        layers.push("no_new_privs: not set".into());
-    }
-    if !report.caps_dropped {
-        layers.push("capabilities: still held".into());
-    }
-    layers
+    health::confinement_findings(report).into_iter().map(|(layer, why)| format!("{layer}: {why}")).collect()
 }
 
 fn process_json(health: &ProcessHealth) -> Value {
@@ -48,8 +34,7 @@ fn process_json(health: &ProcessHealth) -> Value {
 pub async fn report(gate: &Gate, front: ProcessStatus) -> Value {
     let processes_health = health::report(&gate.peers).await;
     let mut processes = serde_json::Map::new();
-    let front = ProcessHealth { role: front.role, up: true, status: Some(front), error: None };
-    let mut all = vec![front];
+    let mut all = vec![health::up(front)];
     all.extend(processes_health.processes);
     let mut degraded = false;
     let mut down = false;
@@ -81,6 +66,15 @@ pub async fn report(gate: &Gate, front: ProcessStatus) -> Value {
         "webhooks": {"configured": false},
     });
     let dependencies_ok = epoch.is_ok() && pending.is_ok() && unresolved.is_ok();
+    let failing: Vec<&str> = [
+        ("state_store", epoch.is_err()),
+        ("evidence_ledger", pending.is_err() || unresolved.is_err()),
+        ("policy_engine", policy_version.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(name, failed)| failed.then_some(name))
+    .collect();
+    health::count_probe(&all, &failing);
     let uptime = gate.started.elapsed().as_secs();
     let status = if down || !dependencies_ok {
         "unavailable"
@@ -111,6 +105,7 @@ pub async fn report(gate: &Gate, front: ProcessStatus) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use latchgate_core::confine::LayerStatus;
 
     #[test]
     fn each_degraded_layer_is_named_with_its_reason() {

@@ -349,7 +349,11 @@ pub async fn approve(
         Ok(action) => action,
         Err(reason) => return Err(fail(gate, &approval, &record, reason).await),
     };
-    let answer = match run_counted(gate, stored.into_plan(action), Some(&approval), &mut Stages::start()).await {
+    let started = std::time::Instant::now();
+    let action_id = action.id().to_string();
+    let result = run_counted(gate, stored.into_plan(action), Some(&approval), &mut Stages::start()).await;
+    crate::pipeline::record_call(gate, &action_id, &result, started);
+    let answer = match result {
         Ok(answer) => answer,
         Err(e) => return Err(close_if_undecided(gate, &approval, &record, e).await),
     };
@@ -387,6 +391,7 @@ async fn recheck(gate: &Gate, plan: &StoredPlan) -> Result<Arc<RegisteredAction>
     let calls_left = budget.remaining_calls().is_none_or(|left| left >= 1);
     let cost_left = budget.remaining_cost_cents().is_none_or(|left| left >= plan.cost_cents);
     if !calls_left || !cost_left {
+        crate::metrics::gate_metrics().budget_exhausted();
         return Err("budget_exhausted");
     }
     Ok(action)

@@ -36,7 +36,7 @@ pub use intent::{
     ApprovalFilter, ApprovalOutcome, ApprovalRecord, ExecutionIntent, Finalization, IntentResolution, IntentState,
     NewApproval, NewIntent,
 };
-pub use reader::{DEFAULT_EVENT_LIMIT, EventFilter, LearnedDomain, MAX_EVENT_LIMIT};
+pub use reader::{DEFAULT_EVENT_LIMIT, EventFilter, LearnedDomain, MAX_EVENT_LIMIT, WEBHOOK_OUTBOX_TABLE};
 pub use records::{INTENT_FAILED_EVENT, INTENT_RECORDED_EVENT};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use verify::{BreakReason, ChainBreak, VerifyReport};
@@ -62,6 +62,9 @@ pub struct LedgerStats {
     /// Jobs answered `Ok` or refused on their own inside committed batches.
     pub jobs_committed: u64,
     pub batches_failed: u64,
+    /// Writes (each with its audit event) that did not become durable:
+    /// `Persistence` or `WriterUnavailable` answers, one per failed job.
+    pub write_errors: u64,
 }
 
 /// Handle to the ledger; cheap to clone, shared by all request tasks.
@@ -128,6 +131,7 @@ impl Ledger {
             batches_committed: c.batches_committed.load(Relaxed),
             jobs_committed: c.jobs_in_committed_batches.load(Relaxed),
             batches_failed: c.batches_failed.load(Relaxed),
+            write_errors: c.write_errors.load(Relaxed),
         }
     }
 
@@ -146,8 +150,14 @@ impl Ledger {
         work: impl FnOnce(&mut writer::WriteCtx<'_>) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
         let (job, answer) = FnJob::boxed(Box::new(work));
-        self.inner.jobs.send(job).await.map_err(|_| LedgerError::WriterUnavailable)?;
-        answer.await.map_err(|_| LedgerError::WriterUnavailable)?
+        let result = match self.inner.jobs.send(job).await {
+            Ok(()) => answer.await.unwrap_or(Err(LedgerError::WriterUnavailable)),
+            Err(_) => Err(LedgerError::WriterUnavailable),
+        };
+        if let Err(LedgerError::Persistence(_) | LedgerError::WriterUnavailable) = &result {
+            self.inner.counters.write_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
     }
 
     /// Writes the execution intent and consumes its grant in one transaction.
@@ -209,6 +219,21 @@ impl Ledger {
 
     pub async fn count_pending_approvals(&self) -> Result<u64, LedgerError> {
         self.read(reader::count_pending_approvals).await
+    }
+
+    pub async fn count_unresolved_intents(&self) -> Result<u64, LedgerError> {
+        self.read(reader::count_unresolved_intents).await
+    }
+
+    /// When the oldest approval still pending was created (ledger timestamp).
+    pub async fn oldest_pending_approval(&self) -> Result<Option<String>, LedgerError> {
+        self.read(reader::oldest_pending_approval).await
+    }
+
+    /// Pending webhook deliveries; `None` when the ledger has no webhook
+    /// outbox table (see [`WEBHOOK_OUTBOX_TABLE`]).
+    pub async fn webhook_outbox_pending(&self) -> Result<Option<u64>, LedgerError> {
+        self.read(reader::webhook_outbox_pending).await
     }
 
     pub async fn learned_domains(&self) -> Result<Vec<LearnedDomain>, LedgerError> {

@@ -147,6 +147,8 @@ pub(super) struct WriterCounters {
     pub batches_committed: AtomicU64,
     pub jobs_in_committed_batches: AtomicU64,
     pub batches_failed: AtomicU64,
+    /// Counted by `Ledger::submit` (per job, not per batch).
+    pub write_errors: AtomicU64,
 }
 
 pub(super) fn spawn(

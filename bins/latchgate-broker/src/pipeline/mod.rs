@@ -8,6 +8,7 @@ pub(crate) mod sinks;
 use crate::approvals::{self, Approval};
 use crate::auth::{authenticate_request, state_error};
 use crate::gate::{Gate, unix_now};
+use crate::metrics::{self, CallDecision, Dependency, gate_metrics};
 use crate::ledger::{Finalization, IntentResolution, LedgerError, NewAuditEvent, NewIntent};
 use crate::peers::{signer_refused, unavailable};
 use crate::policy::{Budgets, PolicyAction, PolicyDecision, PolicyEgress, PolicyInput, TrustVerdict};
@@ -48,7 +49,37 @@ pub(crate) struct Plan {
     pub cost_cents: u64,
 }
 
+/// One agent call, counted by how it ended (`latchgate_action_calls_total`)
+/// and, when dispatched, timed (`latchgate_action_duration_seconds`).
 pub async fn execute(
+    gate: &Gate,
+    peer: &PeerCred,
+    auth: &RequestAuth,
+    action_id: &str,
+    body: &[u8],
+) -> Result<Answer, ApiError> {
+    let started = std::time::Instant::now();
+    let result = execute_call(gate, peer, auth, action_id, body).await;
+    record_call(gate, action_id, &result, started);
+    result
+}
+
+/// Counts one finished call of `action_id` (see [`execute`]).
+pub(crate) fn record_call(
+    gate: &Gate,
+    action_id: &str,
+    result: &Result<Answer, ApiError>,
+    started: std::time::Instant,
+) {
+    let decision = match result {
+        Ok(answer) => CallDecision::of_status(answer.status),
+        Err(error) => CallDecision::of_error(error),
+    };
+    let actions = gate.actions.current();
+    gate_metrics().record_call(metrics::action_label(&actions.registry, action_id), decision, started.elapsed());
+}
+
+async fn execute_call(
     gate: &Gate,
     peer: &PeerCred,
     auth: &RequestAuth,
@@ -156,11 +187,17 @@ async fn decide(
     };
     let decision = gate.policy.evaluate(&input).map_err(|e| {
         tracing::warn!(code = e.code(), error = %e, "policy evaluation failed");
+        gate_metrics().dependency_error(Dependency::PolicyEngine, e.code());
         refuse(ApiError::new(e.error_code()).with_retry_after(1), &lease)
     })?;
     if !decision.allow {
         let reason = decision.deny_reason.clone().unwrap_or_else(|| "policy_denied".into());
-        let code = if reason == "budget_exhausted" { ErrorCode::BudgetExhausted } else { ErrorCode::PolicyDenied };
+        let code = if reason == "budget_exhausted" {
+            gate_metrics().budget_exhausted();
+            ErrorCode::BudgetExhausted
+        } else {
+            ErrorCode::PolicyDenied
+        };
         let error = ApiError::new(code).with_deny_reason(reason.clone()).with_remediation(remediation_for(&reason));
         return Err(refuse(error, &lease));
     }
@@ -247,6 +284,7 @@ async fn run_plan(
     let refusal = match gate.state.debit(&session, 1, plan.cost_cents).await.map_err(state_error)? {
         DebitOutcome::Debited(_) => None,
         DebitOutcome::Exhausted(_) => {
+            gate_metrics().budget_exhausted();
             let error = ApiError::new(ErrorCode::BudgetExhausted).with_deny_reason("budget_exhausted");
             record_denial(gate, &plan.trace_id, plan.action.id(), Some(&plan.lease), &error, &[]).await?;
             Some(("budget_exhausted", error))

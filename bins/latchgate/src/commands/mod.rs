@@ -8,6 +8,7 @@ pub mod audit;
 pub mod config_cmd;
 pub mod egress;
 mod evidence;
+pub mod metrics;
 pub mod operations;
 pub mod output;
 pub mod policy;
