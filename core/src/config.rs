@@ -83,6 +83,23 @@ pub struct Config {
     pub executor: Executor,
     /// Named operators of the admin socket (API.md): `[operator_credentials.NAME]`.
     pub operator_credentials: BTreeMap<String, OperatorCredential>,
+    /// What SIGTERM does to executions in flight.
+    pub shutdown: Shutdown,
+}
+
+/// SIGTERM (supervisor or systemd): the broker refuses new executions with
+/// 503 `draining` and waits for the ones in flight, at most this long; any
+/// still running are then abandoned and stay listed as unresolved intents.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Shutdown {
+    pub in_flight_grace_ms: u64,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown { in_flight_grace_ms: 30_000 }
+    }
 }
 
 /// One operator: the API key sent as `Authorization: DPoP <api_key>`, bound to
@@ -149,6 +166,7 @@ impl Default for Config {
             egress: Egress::default(),
             executor: Executor::default(),
             operator_credentials: BTreeMap::new(),
+            shutdown: Shutdown::default(),
         }
     }
 }
@@ -235,6 +253,11 @@ pub struct Ipc {
     /// Standalone mode: uid expected of each peer role (`SO_PEERCRED`).
     /// Missing entries default to the uid of the process itself.
     pub peer_uids: BTreeMap<String, u32>,
+    /// Standalone mode: the same by user name (systemd units run each process
+    /// as its own system user, whose uid differs per host). Resolved when the
+    /// config is loaded, before any process confines itself; a name that is
+    /// not a user is a config error.
+    pub peer_users: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -281,9 +304,38 @@ impl LoadedConfig {
         let config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let loaded = LoadedConfig { path, config };
+        let mut loaded = LoadedConfig { path, config };
         loaded.validate()?;
+        loaded.resolve_peer_users()?;
         Ok(loaded)
+    }
+
+    /// `[ipc.peer_users]` names become `peer_uids` entries.
+    fn resolve_peer_users(&mut self) -> Result<(), ConfigError> {
+        let users = self.config.ipc.peer_users.clone();
+        for (role, name) in users {
+            let field = format!("ipc.peer_users.{role}");
+            if crate::role::Role::parse(&role).is_none() {
+                return Err(self.invalid(&field, "unknown role"));
+            }
+            let uid = match nix::unistd::User::from_name(&name) {
+                Ok(Some(user)) => user.uid.as_raw(),
+                Ok(None) => return Err(self.invalid(&field, format!("no user named {name:?} on this host"))),
+                Err(e) => return Err(self.invalid(&field, format!("cannot look up user {name:?}: {e}"))),
+            };
+            match self.config.ipc.peer_uids.get(&role) {
+                Some(&configured) if configured != uid => {
+                    return Err(self.invalid(
+                        &field,
+                        format!("user {name:?} is uid {uid} but ipc.peer_uids.{role} = {configured}"),
+                    ));
+                }
+                _ => {
+                    self.config.ipc.peer_uids.insert(role, uid);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn invalid(&self, field: &str, message: impl Into<String>) -> ConfigError {
@@ -423,6 +475,21 @@ mod tests {
         let e = LoadedConfig::from_str(Path::new("x.toml"), "listen_udp_path = 1\n").unwrap_err();
         assert_eq!(e.code(), "config_parse_error");
         assert!(e.to_string().contains("listen_udp_path"), "{e}");
+    }
+
+    #[test]
+    fn peer_users_resolve_to_uids_and_unknown_users_are_named() {
+        let c = LoadedConfig::from_str(Path::new("x.toml"), "[ipc.peer_users]\nbroker = \"root\"\n").unwrap();
+        assert_eq!(c.expected_peer_uid(crate::role::Role::Broker), 0);
+        let e = LoadedConfig::from_str(Path::new("x.toml"), "[ipc.peer_users]\nsigner = \"no-such-user-lg\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("ipc.peer_users.signer") && e.to_string().contains("no-such-user-lg"), "{e}");
+        let e = LoadedConfig::from_str(
+            Path::new("x.toml"),
+            "[ipc.peer_uids]\nbroker = 7\n[ipc.peer_users]\nbroker = \"root\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("uid 0"), "{e}");
     }
 
     #[test]

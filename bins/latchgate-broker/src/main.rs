@@ -2,7 +2,7 @@
 //! live here; it asks the signer to sign and the executor to run.
 #![forbid(unsafe_code)]
 
-use latchgate_broker::gate::Gate;
+use latchgate_broker::gate::{DrainOutcome, Gate};
 use latchgate_broker::ledger::{LEDGER_FILE, Ledger};
 use latchgate_broker::peers::Peers;
 use latchgate_broker::policy::EmbeddedRego;
@@ -91,6 +91,18 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
     control.ready(own).await?;
     tracing::info!("broker ready");
     latchgate_ipc::link::wait_for_shutdown(&control).await;
-    tracing::info!("broker stopping");
+    let grace = std::time::Duration::from_millis(gate.cfg.config.shutdown.in_flight_grace_ms);
+    tracing::info!(
+        in_flight = gate.in_flight.load(std::sync::atomic::Ordering::SeqCst),
+        grace_ms = grace.as_millis() as u64,
+        "broker stopping: new executions get 503 draining; waiting for the ones in flight"
+    );
+    match gate.drain(grace).await {
+        DrainOutcome::Drained => tracing::info!("drained: every execution in flight was answered"),
+        DrainOutcome::GraceExpired { in_flight } => tracing::warn!(
+            in_flight,
+            "grace expired: abandoning executions in flight; their intents stay unresolved for an operator"
+        ),
+    }
     Ok(())
 }

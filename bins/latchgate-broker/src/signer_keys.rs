@@ -13,6 +13,8 @@ pub struct KnownKeys {
     pub lease_verifier: LeaseVerifier,
     pub lease_jwks_json: String,
     pub receipt_jwks_json: String,
+    /// Key ids in `receipt_jwks_json`.
+    pub receipt_kids: std::collections::HashSet<String>,
 }
 
 pub struct SignerKeys(RefreshingCache<KnownKeys>);
@@ -31,13 +33,26 @@ impl SignerKeys {
     pub async fn refresh(&self, peers: &Peers) -> Result<Arc<KnownKeys>, ApiError> {
         self.0.refresh(|| fetch(peers)).await
     }
+
+    /// A receipt was just signed by `kid`: if the published receipt keys do
+    /// not list it yet (the signer rotated), fetch them again.
+    pub async fn note_receipt_kid(&self, peers: &Peers, kid: &str) {
+        let known = self.get(peers).await.is_ok_and(|k| k.receipt_kids.contains(kid));
+        if !known && let Err(e) = self.refresh(peers).await {
+            tracing::warn!(code = %e.code, "receipt keys not refreshed after a rotation");
+        }
+    }
 }
 
 async fn fetch(peers: &Peers) -> Result<KnownKeys, ApiError> {
     let public = peers.public_keys().await?;
     let lease_verifier = lease_verifier_from_json(&public.lease_jwks_json)?;
+    let receipt_kids = serde_json::from_str::<latchgate_core::jose::ReceiptJwks>(&public.receipt_jwks_json)
+        .map(|jwks| jwks.keys.into_iter().map(|k| k.kid).collect())
+        .unwrap_or_default();
     Ok(KnownKeys {
         lease_verifier,
+        receipt_kids,
         lease_jwks_json: public.lease_jwks_json,
         receipt_jwks_json: public.receipt_jwks_json,
     })

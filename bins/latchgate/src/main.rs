@@ -45,6 +45,18 @@ enum Command {
         #[command(subcommand)]
         command: commands::policy::PolicyCommand,
     },
+    /// Install the gate as systemd units rendered for this config (--systemd [--prefix DIR] [--dry-run]).
+    Install(commands::install::InstallArgs),
+    /// Evidence ledger operations: online backup.
+    Ledger {
+        #[command(subcommand)]
+        command: commands::ledger::LedgerCommand,
+    },
+    /// The signer's keys: init, list, rotate receipt|grant|lease.
+    Keys {
+        #[command(subcommand)]
+        command: commands::keys::KeysCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +78,9 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(&cli.config, args),
         Command::Receipt { command } => commands::receipt::run(command),
         Command::Policy { command } => commands::policy::run(&cli.config, command),
+        Command::Keys { command } => commands::keys::run(&cli.config, command),
+        Command::Ledger { command } => commands::ledger::run(&cli.config, command),
+        Command::Install(args) => commands::install::run(&cli.config, args),
     }
 }
 

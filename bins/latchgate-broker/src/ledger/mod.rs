@@ -12,6 +12,7 @@
 //!    A [`LedgerError::Persistence`] maps to `evidence_persistence_failed`
 //!    and the intent stays pending (listed by [`Ledger::unresolved_intents`]).
 
+pub mod backup;
 mod error;
 mod event;
 mod intent;

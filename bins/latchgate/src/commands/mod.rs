@@ -4,7 +4,11 @@
 pub mod audit;
 pub mod egress;
 mod evidence;
+pub mod install;
+pub mod keys;
+pub mod ledger;
 pub mod output;
 pub mod policy;
 pub mod receipt;
+mod systemd;
 pub mod verify;
