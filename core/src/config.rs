@@ -304,20 +304,18 @@ impl LoadedConfig {
         let config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let mut loaded = LoadedConfig { path, config };
+        let loaded = LoadedConfig { path, config };
         loaded.validate()?;
-        loaded.resolve_peer_users()?;
         Ok(loaded)
     }
 
-    /// `[ipc.peer_users]` names become `peer_uids` entries.
-    fn resolve_peer_users(&mut self) -> Result<(), ConfigError> {
+    /// `[ipc.peer_users]` names become `peer_uids` entries. Done by each child
+    /// process at start, before it confines itself (the user database is not
+    /// readable afterwards); not by the CLI, which may run before the users exist.
+    pub fn resolve_peer_users(&mut self) -> Result<(), ConfigError> {
         let users = self.config.ipc.peer_users.clone();
         for (role, name) in users {
             let field = format!("ipc.peer_users.{role}");
-            if crate::role::Role::parse(&role).is_none() {
-                return Err(self.invalid(&field, "unknown role"));
-            }
             let uid = match nix::unistd::User::from_name(&name) {
                 Ok(Some(user)) => user.uid.as_raw(),
                 Ok(None) => return Err(self.invalid(&field, format!("no user named {name:?} on this host"))),
@@ -356,6 +354,11 @@ impl LoadedConfig {
         for role in c.ipc.peer_uids.keys() {
             if crate::role::Role::parse(role).is_none() {
                 return Err(self.invalid(&format!("ipc.peer_uids.{role}"), "unknown role"));
+            }
+        }
+        for role in c.ipc.peer_users.keys() {
+            if crate::role::Role::parse(role).is_none() {
+                return Err(self.invalid(&format!("ipc.peer_users.{role}"), "unknown role"));
             }
         }
         if let Some(proxy) = &c.egress.proxy_url {
@@ -479,10 +482,13 @@ mod tests {
 
     #[test]
     fn peer_users_resolve_to_uids_and_unknown_users_are_named() {
-        let c = LoadedConfig::from_str(Path::new("x.toml"), "[ipc.peer_users]\nbroker = \"root\"\n").unwrap();
+        let resolved = |text: &str| {
+            let mut c = LoadedConfig::from_str(Path::new("x.toml"), text)?;
+            c.resolve_peer_users().map(|()| c)
+        };
+        let c = resolved("[ipc.peer_users]\nbroker = \"root\"\n").unwrap();
         assert_eq!(c.expected_peer_uid(crate::role::Role::Broker), 0);
-        let e = LoadedConfig::from_str(Path::new("x.toml"), "[ipc.peer_users]\nsigner = \"no-such-user-lg\"\n")
-            .unwrap_err();
+        let e = resolved("[ipc.peer_users]\nsigner = \"no-such-user-lg\"\n").unwrap_err();
         assert!(e.to_string().contains("ipc.peer_users.signer") && e.to_string().contains("no-such-user-lg"), "{e}");
         let e = LoadedConfig::from_str(
             Path::new("x.toml"),

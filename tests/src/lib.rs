@@ -3,6 +3,7 @@
 //! and an HTTP client over the gate's Unix sockets.
 
 pub mod cli;
+pub mod systemd;
 
 use latchgate_client::uds_http::UdsHttp;
 use std::collections::HashMap;

@@ -136,8 +136,12 @@ pub struct Preflight {
 pub fn preflight(cfg: &LoadedConfig, bin_dir: &Path) -> Preflight {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    let missing: Vec<&str> =
-        Role::CHILDREN.iter().map(|r| r.as_str()).filter(|r| !cfg.config.ipc.peer_uids.contains_key(*r)).collect();
+    let ipc = &cfg.config.ipc;
+    let missing: Vec<&str> = Role::CHILDREN
+        .iter()
+        .map(|r| r.as_str())
+        .filter(|r| !ipc.peer_uids.contains_key(*r) && !ipc.peer_users.contains_key(*r))
+        .collect();
     if !missing.is_empty() {
         let lines: Vec<String> =
             Role::CHILDREN.iter().map(|r| format!("{} = \"{}\"", r.as_str(), r.system_user())).collect();
@@ -168,6 +172,12 @@ pub fn preflight(cfg: &LoadedConfig, bin_dir: &Path) -> Preflight {
             if path.starts_with(hidden) {
                 warnings.push(format!("{what} {} is under {hidden}, which {by} hides from the units", path.display()));
             }
+        }
+    }
+    for (role, name) in &cfg.config.ipc.peer_users {
+        if !matches!(nix::unistd::User::from_name(name), Ok(Some(_))) {
+            warnings
+                .push(format!("ipc.peer_users.{role}: user {name:?} does not exist yet (systemd-sysusers creates it)"));
         }
     }
     for role in Role::CHILDREN {
