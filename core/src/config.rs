@@ -490,11 +490,7 @@ mod tests {
         assert_eq!(c.expected_peer_uid(crate::role::Role::Broker), 0);
         let e = resolved("[ipc.peer_users]\nsigner = \"no-such-user-lg\"\n").unwrap_err();
         assert!(e.to_string().contains("ipc.peer_users.signer") && e.to_string().contains("no-such-user-lg"), "{e}");
-        let e = LoadedConfig::from_str(
-            Path::new("x.toml"),
-            "[ipc.peer_uids]\nbroker = 7\n[ipc.peer_users]\nbroker = \"root\"\n",
-        )
-        .unwrap_err();
+        let e = resolved("[ipc.peer_uids]\nbroker = 7\n[ipc.peer_users]\nbroker = \"root\"\n").unwrap_err();
         assert!(e.to_string().contains("uid 0"), "{e}");
     }
 
