@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod systemd;
+pub mod webhook_receiver;
 
 use latchgate_client::uds_http::UdsHttp;
 use std::collections::HashMap;

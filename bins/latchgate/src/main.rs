@@ -52,6 +52,16 @@ enum Command {
         #[command(subcommand)]
         command: commands::ledger::LedgerCommand,
     },
+    /// Webhook outbox: list, dead-letters, replay ID.
+    Webhooks {
+        #[command(subcommand)]
+        command: commands::webhooks::WebhooksCommand,
+    },
+    /// Config tools: test-webhook NAME.
+    Config {
+        #[command(subcommand)]
+        command: commands::webhooks::ConfigCommand,
+    },
     /// The signer's keys: init, list, rotate receipt|grant|lease.
     Keys {
         #[command(subcommand)]
@@ -81,6 +91,8 @@ fn main() -> ExitCode {
         Command::Keys { command } => commands::keys::run(&cli.config, command),
         Command::Ledger { command } => commands::ledger::run(&cli.config, command),
         Command::Install(args) => commands::install::run(&cli.config, args),
+        Command::Webhooks { command } => commands::webhooks::run(&cli.config, command),
+        Command::Config { command } => commands::webhooks::run_config(&cli.config, command),
     }
 }
 

@@ -12,3 +12,4 @@ pub mod policy;
 pub mod receipt;
 mod systemd;
 pub mod verify;
+pub mod webhooks;
