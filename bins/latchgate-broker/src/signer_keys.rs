@@ -34,12 +34,25 @@ impl SignerKeys {
         self.0.refresh(|| fetch(peers)).await
     }
 
+    pub async fn refresh_when_allowed(&self, peers: &Peers) -> Result<Arc<KnownKeys>, ApiError> {
+        self.0.refresh_when_allowed(|| fetch(peers)).await
+    }
+
     /// A receipt was just signed by `kid`: if the published receipt keys do
-    /// not list it yet (the signer rotated), fetch them again.
+    /// not list it yet (the signer rotated), fetch them again now.
     pub async fn note_receipt_kid(&self, peers: &Peers, kid: &str) {
         let known = self.get(peers).await.is_ok_and(|k| k.receipt_kids.contains(kid));
-        if !known && let Err(e) = self.refresh(peers).await {
+        if !known && let Err(e) = self.0.refresh_now(|| fetch(peers)).await {
             tracing::warn!(code = %e.code, "receipt keys not refreshed after a rotation");
+        }
+    }
+
+    /// The signer just signed a lease with `kid`: learn the key before the
+    /// agent presents the lease (a rotation), so it is accepted at once.
+    pub async fn note_lease_kid(&self, peers: &Peers, kid: &str) {
+        let known = self.get(peers).await.is_ok_and(|k| k.lease_verifier.kids().any(|k| k == kid));
+        if !known && let Err(e) = self.0.refresh_now(|| fetch(peers)).await {
+            tracing::warn!(code = %e.code, "lease keys not refreshed after a rotation");
         }
     }
 }

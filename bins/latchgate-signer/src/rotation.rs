@@ -103,35 +103,28 @@ pub fn rotate(key_dir: &Path, kind: KeyKind, now: i64) -> Result<Rotation, KeySt
                 old_key_verifies_until: None,
             }
         }
-        KeyKind::Grant => {
-            let path = key_dir.join(GRANT_KEY_FILE);
-            let pkcs8 = keystore::generate_ed25519_pkcs8()?;
-            let new_kid = OkpSigningJwk::new(&keystore::ed25519_public(&path, &pkcs8, "Ed25519 grant")?).kid;
-            let old = OkpSigningJwk::new(&current.grant_public_key());
-            retire(key_dir, now, |retired| {
-                retired.grant.push(RetiredKey {
-                    jwk: old.clone(),
-                    retired_at: now,
-                    verify_until: verify_until.unwrap_or(now),
-                })
-            })?;
+        KeyKind::Grant | KeyKind::Lease => {
+            let until = verify_until.unwrap_or(now);
+            let retired_at = now;
+            let (path, pkcs8, new_kid, old_kid) = if kind == KeyKind::Grant {
+                let path = key_dir.join(GRANT_KEY_FILE);
+                let pkcs8 = keystore::generate_ed25519_pkcs8()?;
+                let new_kid = OkpSigningJwk::new(&keystore::ed25519_public(&path, &pkcs8, "Ed25519 grant")?).kid;
+                let old = OkpSigningJwk::new(&current.grant_public_key());
+                let old_kid = old.kid.clone();
+                retire(key_dir, now, |r| r.grant.push(RetiredKey { jwk: old, retired_at, verify_until: until }))?;
+                (path, pkcs8, new_kid, old_kid)
+            } else {
+                let path = key_dir.join(LEASE_KEY_FILE);
+                let pkcs8 = keystore::generate_lease_pkcs8()?;
+                let new_kid = keystore::es256_public(&path, &pkcs8)?.kid;
+                let old = current.lease_public_jwk();
+                let old_kid = old.kid.clone();
+                retire(key_dir, now, |r| r.lease.push(RetiredKey { jwk: old, retired_at, verify_until: until }))?;
+                (path, pkcs8, new_kid, old_kid)
+            };
             keystore::replace_file(&path, &pkcs8)?;
-            Rotation { kind, old_kid: old.kid, new_kid, old_key_verifies_until: verify_until }
-        }
-        KeyKind::Lease => {
-            let path = key_dir.join(LEASE_KEY_FILE);
-            let pkcs8 = keystore::generate_lease_pkcs8()?;
-            let new_kid = keystore::es256_public(&path, &pkcs8)?.kid;
-            let old = current.lease_public_jwk();
-            retire(key_dir, now, |retired| {
-                retired.lease.push(RetiredKey {
-                    jwk: old.clone(),
-                    retired_at: now,
-                    verify_until: verify_until.unwrap_or(now),
-                })
-            })?;
-            keystore::replace_file(&path, &pkcs8)?;
-            Rotation { kind, old_kid: old.kid, new_kid, old_key_verifies_until: verify_until }
+            Rotation { kind, old_kid, new_kid, old_key_verifies_until: verify_until }
         }
     };
     // The dir fsync in replace_file made the new key durable; the lock ends with `lock`.
