@@ -137,11 +137,12 @@ async fn run_task(runtime: &Runtime, mut task: RunTask, fs_root: Option<&std::pa
 }
 
 /// A grant names a key id we do not know: the signer rotated its grant key.
-/// Asked at most once a second, so forged kids cannot make us flood the signer;
-/// a grant whose kid is still unknown afterwards is refused (`grant_key_unknown`).
+/// Asked at most once a second (a caller inside the interval waits for it),
+/// so forged kids cannot make us flood the signer; a grant whose kid is still
+/// unknown afterwards is refused (`grant_key_unknown`).
 async fn refresh_grant_keys(signer: &ClientLink<ExecutorSigner>, runtime: &Runtime, limiter: &RefreshingCache<()>) {
     let fetched = limiter
-        .refresh(|| async {
+        .refresh_when_allowed(|| async {
             match signer.call(SecretsRequest::GrantKeys, Duration::from_secs(2)).await {
                 Ok(SecretsReply::GrantKeys(list)) => {
                     runtime.set_grant_keys(grant_keys_from(list)?);
