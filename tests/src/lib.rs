@@ -2,7 +2,10 @@
 //! config, the real `latchgate` binaries started from the build's target dir,
 //! and an HTTP client over the gate's Unix sockets.
 
+pub mod cli;
 pub mod operator;
+pub mod systemd;
+pub mod webhook_receiver;
 
 use latchgate_client::uds_http::UdsHttp;
 use std::collections::HashMap;

@@ -18,3 +18,4 @@ pub mod receipts;
 pub mod router;
 pub mod signer_keys;
 pub mod state;
+pub mod webhooks;

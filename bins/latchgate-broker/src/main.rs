@@ -2,11 +2,12 @@
 //! live here; it asks the signer to sign and the executor to run.
 #![forbid(unsafe_code)]
 
-use latchgate_broker::gate::{Gate, GateParts};
-use latchgate_broker::ledger::{LEDGER_FILE, Ledger};
+use latchgate_broker::gate::{DrainOutcome, Gate, GateParts};
+use latchgate_broker::ledger::{LEDGER_FILE, Ledger, LedgerOptions};
 use latchgate_broker::peers::Peers;
 use latchgate_broker::policy::EmbeddedRego;
 use latchgate_broker::state::SqliteStateStore;
+use latchgate_broker::webhooks::Webhooks;
 use latchgate_core::config::LoadedConfig;
 use latchgate_core::confine::{SealInputs, Sealer};
 use latchgate_core::jose::DpopVerifier;
@@ -29,7 +30,9 @@ fn main() {
 
 /// Before Landlock (the providers dir is not among the broker's paths):
 /// load every manifest and hash every provider module once.
-fn load_registry(cfg: &LoadedConfig, _: &mut SealInputs) -> Result<(Registry, DigestTrust), ChildError> {
+fn load_registry(cfg: &LoadedConfig, inputs: &mut SealInputs) -> Result<(Registry, DigestTrust), ChildError> {
+    // Landlock: TCP connect to the webhook receivers' ports only.
+    inputs.tcp_connect_ports.extend(cfg.webhook_ports());
     let registry = Registry::load(&cfg.manifests_dir()).map_err(|errors| {
         for e in &errors {
             tracing::error!(error = %e, "manifest refused");
@@ -55,7 +58,14 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
     });
     let control = endpoints.start();
     let state_dir = cfg.state_dir();
-    let ledger = Ledger::open(&state_dir.join(LEDGER_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
+    let webhooks = Arc::new(Webhooks::from_config(&cfg).map_err(|e| ChildError::setup(e.code(), e))?);
+    let options = LedgerOptions { outbox_routes: webhooks.routes(), ..Default::default() };
+    let ledger =
+        Ledger::open_with(&state_dir.join(LEDGER_FILE), options).map_err(|e| ChildError::setup(e.code(), e))?;
+    if !webhooks.is_empty() {
+        tracing::info!(webhooks = ?webhooks.endpoints(), "webhook deliveries enabled");
+        tokio::spawn(latchgate_broker::webhooks::run_deliveries(ledger.clone(), webhooks.clone()));
+    }
     let state = SqliteStateStore::open(&state_dir.join(STATE_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
     let policy = Arc::new(EmbeddedRego::load(&cfg.policies_dir()).map_err(|e| ChildError::setup(e.code(), e))?);
     let dpop = DpopVerifier::new(&cfg.config.public_base_url).map_err(|e| ChildError::setup("config_invalid", e))?;
@@ -79,6 +89,18 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
     control.ready(own).await?;
     tracing::info!("broker ready");
     latchgate_ipc::link::wait_for_shutdown(&control).await;
-    tracing::info!("broker stopping");
+    let grace = std::time::Duration::from_millis(gate.cfg.config.shutdown.in_flight_grace_ms);
+    tracing::info!(
+        in_flight = gate.in_flight.load(std::sync::atomic::Ordering::SeqCst),
+        grace_ms = grace.as_millis() as u64,
+        "broker stopping: new executions get 503 draining; waiting for the ones in flight"
+    );
+    match gate.drain(grace).await {
+        DrainOutcome::Drained => tracing::info!("drained: every execution in flight was answered"),
+        DrainOutcome::GraceExpired { in_flight } => tracing::warn!(
+            in_flight,
+            "grace expired: abandoning executions in flight; their intents stay unresolved for an operator"
+        ),
+    }
     Ok(())
 }

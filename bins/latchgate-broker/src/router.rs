@@ -25,7 +25,10 @@ pub async fn handle(gate: &Gate, request: FrontRequest) -> FrontReply {
             health::count_probe(&report.processes, &[]);
             FrontReply::Health(report)
         }
-        FrontRequest::LeaseKeys => match gate.keys.get(&gate.peers).await {
+        // The front asks on first use and when a lease names a kid it does not
+        // know (a rotation): answer from the signer, not from a stale cache
+        // (at most one signer round trip a second).
+        FrontRequest::LeaseKeys => match gate.keys.refresh(&gate.peers).await {
             Ok(keys) => FrontReply::LeaseKeys { jwks_json: keys.lease_jwks_json.clone() },
             Err(e) => FrontReply::Error(e),
         },

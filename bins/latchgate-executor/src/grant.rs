@@ -97,6 +97,10 @@ impl GrantKeys {
         self
     }
 
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
     /// [`verify_grant`] with the key named by the grant's `kid`.
     pub fn verify(
         &self,

@@ -27,7 +27,8 @@ pub async fn check(state: &FrontState, parts: &http::request::Parts) -> Result<R
     let verifier = state.lease_keys.get(|| fetch_lease_keys(state)).await?;
     match authenticate(&verifier, &state.dpop, headers, method, path, now) {
         Err(e) if e.deny_reason.as_deref() == Some("lease_unknown_kid") => {
-            let verifier = state.lease_keys.refresh(|| fetch_lease_keys(state)).await?;
+            // Possibly a key rotated in a moment ago: wait out the refresh interval rather than refuse.
+            let verifier = state.lease_keys.refresh_when_allowed(|| fetch_lease_keys(state)).await?;
             authenticate(&verifier, &state.dpop, headers, method, path, now)?;
         }
         other => {

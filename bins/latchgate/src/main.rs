@@ -72,10 +72,27 @@ enum Command {
     Drain(commands::operations::DrainArgs),
     /// Load manifests and policy data again.
     Reload(commands::operations::JsonArgs),
-    /// latchgate.toml: validate, read and write keys, add principals and operators.
+    /// latchgate.toml: validate, read and write keys, add principals and operators, test a webhook.
     Config {
         #[command(subcommand)]
         command: commands::config_cmd::ConfigCommand,
+    },
+    /// Install the gate as systemd units rendered for this config (--systemd [--prefix DIR] [--dry-run]).
+    Install(commands::install::InstallArgs),
+    /// Evidence ledger operations: online backup.
+    Ledger {
+        #[command(subcommand)]
+        command: commands::ledger::LedgerCommand,
+    },
+    /// Webhook outbox: list, dead-letters, replay ID.
+    Webhooks {
+        #[command(subcommand)]
+        command: commands::webhooks::WebhooksCommand,
+    },
+    /// The signer's keys: init, list, rotate receipt|grant|lease.
+    Keys {
+        #[command(subcommand)]
+        command: commands::keys::KeysCommand,
     },
 }
 
@@ -108,6 +125,10 @@ fn main() -> ExitCode {
         Command::Drain(args) => commands::operations::drain(&cli.config, &cli.operator, args),
         Command::Reload(args) => commands::operations::reload(&cli.config, &cli.operator, args),
         Command::Config { command } => commands::config_cmd::run(&cli.config, command),
+        Command::Keys { command } => commands::keys::run(&cli.config, command),
+        Command::Ledger { command } => commands::ledger::run(&cli.config, command),
+        Command::Install(args) => commands::install::run(&cli.config, args),
+        Command::Webhooks { command } => commands::webhooks::run(&cli.config, command),
     }
 }
 

@@ -9,7 +9,7 @@
 //!   (the action still exists with the same definition hash, its module
 //!   digest is trusted, the lease's epoch is not revoked, the session's
 //!   budget still covers it) and then runs through the same execution tail
-//!   as every auto-allowed call ([`pipeline::run_counted`]); grant and
+//!   as every auto-allowed call ([`pipeline::run_plan`]); grant and
 //!   receipt name the operator and the thumbprint of the key they proved;
 //! * **denies** with a reason.
 //!
@@ -31,7 +31,7 @@ use crate::gate::Gate;
 use crate::ledger::{
     ApprovalFilter, ApprovalOutcome, ApprovalRecord, LedgerError, NewApproval, NewAuditEvent, ledger_timestamp,
 };
-use crate::pipeline::{Answer, Plan, Stages, audit_event, persistence_failed, run_counted};
+use crate::pipeline::{Answer, Plan, Stages, audit_event, persistence_failed, run_plan};
 use crate::policy::PolicyDecision;
 use latchgate_core::action::RiskLevel;
 use latchgate_core::error::{ApiError, ErrorCode};
@@ -333,7 +333,8 @@ pub async fn approve(
 ) -> Result<Answer, ApiError> {
     let comment = optional_text(body, "comment")?;
     let record = undecided(gate, approval_id).await?;
-    gate.drain_guard()?;
+    // Counted from before the claim: a drain waits for an approved plan as for any call.
+    let _in_flight = gate.begin_execution()?;
     let stored = StoredPlan::of_record(&record)?;
     claim(gate, &record).await?;
     // From here on this call alone decides the approval.
@@ -351,7 +352,7 @@ pub async fn approve(
     };
     let started = std::time::Instant::now();
     let action_id = action.id().to_string();
-    let result = run_counted(gate, stored.into_plan(action), Some(&approval), &mut Stages::start()).await;
+    let result = run_plan(gate, stored.into_plan(action), Some(&approval), &mut Stages::start()).await;
     crate::pipeline::record_call(gate, &action_id, &result, started);
     let answer = match result {
         Ok(answer) => answer,

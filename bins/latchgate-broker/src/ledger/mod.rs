@@ -12,9 +12,11 @@
 //!    A [`LedgerError::Persistence`] maps to `evidence_persistence_failed`
 //!    and the intent stays pending (listed by [`Ledger::unresolved_intents`]).
 
+pub mod backup;
 mod error;
 mod event;
 mod intent;
+pub mod outbox;
 mod reader;
 mod records;
 mod schema;
@@ -36,7 +38,7 @@ pub use intent::{
     ApprovalFilter, ApprovalOutcome, ApprovalRecord, ExecutionIntent, Finalization, IntentResolution, IntentState,
     NewApproval, NewIntent,
 };
-pub use reader::{DEFAULT_EVENT_LIMIT, EventFilter, LearnedDomain, MAX_EVENT_LIMIT, WEBHOOK_OUTBOX_TABLE};
+pub use reader::{DEFAULT_EVENT_LIMIT, EventFilter, LearnedDomain, MAX_EVENT_LIMIT};
 pub use records::{INTENT_FAILED_EVENT, INTENT_RECORDED_EVENT};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use verify::{BreakReason, ChainBreak, VerifyReport};
@@ -53,6 +55,9 @@ pub struct LedgerOptions {
     /// every write fails with [`LedgerError::Persistence`], exactly as on a
     /// full disk. `None` = SQLite's default (effectively unlimited).
     pub max_page_count: Option<u64>,
+    /// Webhook subscriptions: events they subscribe to get an outbox row in
+    /// the transaction that appends the event.
+    pub outbox_routes: outbox::OutboxRoutes,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -110,7 +115,7 @@ impl Ledger {
         schema::migrate(&mut conn)?;
         let head = writer::load_head(&conn)?;
         let counters = Arc::new(writer::WriterCounters::default());
-        let (jobs, handle) = writer::spawn(conn, head, Arc::clone(&counters))
+        let (jobs, handle) = writer::spawn(conn, head, options.outbox_routes.clone(), Arc::clone(&counters))
             .map_err(|e| LedgerError::Persistence(format!("cannot start ledger writer: {e}")))?;
         Ok(Ledger {
             inner: Arc::new(Inner {
@@ -230,12 +235,6 @@ impl Ledger {
         self.read(reader::oldest_pending_approval).await
     }
 
-    /// Pending webhook deliveries; `None` when the ledger has no webhook
-    /// outbox table (see [`WEBHOOK_OUTBOX_TABLE`]).
-    pub async fn webhook_outbox_pending(&self) -> Result<Option<u64>, LedgerError> {
-        self.read(reader::webhook_outbox_pending).await
-    }
-
     pub async fn learned_domains(&self) -> Result<Vec<LearnedDomain>, LedgerError> {
         self.read(reader::learned_domains).await
     }
@@ -260,6 +259,24 @@ impl Ledger {
         tokio::task::spawn_blocking(move || readers.with_connection(query))
             .await
             .map_err(|e| LedgerError::Persistence(format!("ledger read task failed: {e}")))?
+    }
+
+    /// Pending webhook deliveries whose time has come, with their audit events.
+    pub async fn due_deliveries(&self, limit: u32) -> Result<Vec<outbox::DueDelivery>, LedgerError> {
+        self.read(move |c| outbox::due(c, &event::now_timestamp(), limit)).await
+    }
+
+    /// The result of one delivery attempt (delivery state only: no audit event).
+    pub async fn record_delivery_attempt(
+        &self,
+        delivery_id: String,
+        outcome: outbox::AttemptOutcome,
+    ) -> Result<(), LedgerError> {
+        self.submit(move |ctx| outbox::record_attempt(ctx.conn, &delivery_id, &outcome)).await
+    }
+
+    pub async fn outbox_counts(&self) -> Result<outbox::OutboxCounts, LedgerError> {
+        self.read(|c| outbox::counts(c, None)).await
     }
 
     pub async fn unresolved_intents(&self) -> Result<Vec<ExecutionIntent>, LedgerError> {
@@ -374,6 +391,19 @@ impl LedgerReader {
 
     pub fn unresolved_intents(&self) -> Result<Vec<ExecutionIntent>, LedgerError> {
         self.with_connection(reader::unresolved_intents)
+    }
+
+    /// The webhook outbox, newest first (`latchgate webhooks list|dead-letters`).
+    pub fn outbox(
+        &self,
+        state: Option<outbox::DeliveryState>,
+        limit: u32,
+    ) -> Result<Vec<outbox::OutboxRow>, LedgerError> {
+        self.with_connection(|c| outbox::list(c, state, limit))
+    }
+
+    pub fn outbox_counts(&self, webhook: Option<&str>) -> Result<outbox::OutboxCounts, LedgerError> {
+        self.with_connection(|c| outbox::counts(c, webhook))
     }
 
     /// Writes every event as JSONL in chain order; returns the number written.

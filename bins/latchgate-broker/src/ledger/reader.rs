@@ -272,31 +272,6 @@ pub fn oldest_pending_approval(conn: &Connection) -> Result<Option<String>, Ledg
     Ok(oldest)
 }
 
-/// The webhook outbox's table. Its rows are written by the webhook work
-/// (one per audit event and subscribed receiver, `state` one of `pending`,
-/// `delivered`, `dead`); a ledger without the table has no webhook outbox.
-pub const WEBHOOK_OUTBOX_TABLE: &str = "webhook_outbox";
-
-/// Deliveries still waiting in the webhook outbox; `None` when this ledger
-/// has no outbox table (a build without webhooks), so that a missing outbox
-/// is never reported as an empty one.
-pub fn webhook_outbox_pending(conn: &Connection) -> Result<Option<u64>, LedgerError> {
-    let has_table: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
-        [WEBHOOK_OUTBOX_TABLE],
-        |r| r.get(0),
-    )?;
-    if !has_table {
-        return Ok(None);
-    }
-    let n: i64 = conn.query_row(
-        &format!("SELECT COUNT(*) FROM {WEBHOOK_OUTBOX_TABLE} WHERE state = 'pending'"),
-        [],
-        |r| r.get(0),
-    )?;
-    Ok(Some(u64::try_from(n).unwrap_or(0)))
-}
-
 /// A destination agents asked an action to reach that its allowlist refused.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct LearnedDomain {

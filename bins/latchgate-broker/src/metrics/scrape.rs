@@ -6,8 +6,7 @@
 //! A level whose source cannot be read is left out of this scrape (and the
 //! failure logged) rather than reported as 0: an absent series is what an
 //! alert on `absent(...)` or a stale panel shows, a false 0 would hide the
-//! problem. The same holds for the webhook outbox in a ledger that has no
-//! outbox table.
+//! problem.
 
 use super::gate_metrics;
 use crate::gate::Gate;
@@ -79,7 +78,7 @@ async fn read_levels(gate: &Gate, front: ProcessStatus, levels: &Levels) -> Resu
         ledger.count_unresolved_intents(),
         ledger.count_pending_approvals(),
         ledger.oldest_pending_approval(),
-        ledger.webhook_outbox_pending(),
+        ledger.outbox_counts(),
         gate.state.revocation_epoch(),
     );
 
@@ -114,13 +113,22 @@ async fn read_levels(gate: &Gate, front: ProcessStatus, levels: &Levels) -> Resu
         Err(e) => unreadable("latchgate_oldest_pending_approval_seconds", e.code()),
     }
     match outbox {
-        Ok(Some(n)) => levels.int_gauge(
-            "latchgate_webhook_outbox_pending",
-            "Webhook deliveries waiting in the ledger's outbox (absent when the ledger has no outbox).",
-            n,
-        )?,
-        Ok(None) => {}
-        Err(e) => unreadable("latchgate_webhook_outbox_pending", e.code()),
+        Ok(counts) => {
+            levels.int_gauge(
+                "latchgate_webhook_outbox_pending",
+                "Webhook deliveries waiting in the ledger's outbox (new or being retried).",
+                counts.pending,
+            )?;
+            levels.int_gauge(
+                "latchgate_webhook_outbox_dead",
+                "Dead letters: webhook deliveries refused (4xx) or out of retries (latchgate webhooks replay).",
+                counts.dead,
+            )?;
+        }
+        Err(e) => {
+            unreadable("latchgate_webhook_outbox_pending", e.code());
+            unreadable("latchgate_webhook_outbox_dead", e.code());
+        }
     }
     match epoch {
         Ok(epoch) => levels.int_gauge(

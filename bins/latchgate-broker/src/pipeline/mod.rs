@@ -23,7 +23,6 @@ use latchgate_ipc::messages::broker_signer::{SignerReply, SignerRequest};
 use latchgate_ipc::messages::front_broker::{PeerCred, RequestAuth};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -86,7 +85,8 @@ async fn execute_call(
     action_id: &str,
     body: &[u8],
 ) -> Result<Answer, ApiError> {
-    gate.drain_guard()?;
+    // Counted from here: a drain (SIGTERM) waits for this call to be answered.
+    let _in_flight = gate.begin_execution()?;
     let mut stages = Stages::start();
     let lease = authenticate_request(gate, peer, auth).await?;
     stages.mark("auth");
@@ -104,21 +104,8 @@ async fn execute_call(
     if plan.decision.requires_approval {
         return approvals::hold(gate, &plan).await;
     }
-    let answer = run_counted(gate, plan, None, &mut stages).await;
+    let answer = run_plan(gate, plan, None, &mut stages).await;
     tracing::debug!(stages = %stages, "execute timings");
-    answer
-}
-
-/// [`run_plan`], counted in `in_flight` (status, drain) while it runs.
-pub(crate) async fn run_counted(
-    gate: &Gate,
-    plan: Plan,
-    approval: Option<&Approval>,
-    stages: &mut Stages,
-) -> Result<Answer, ApiError> {
-    gate.in_flight.fetch_add(1, Ordering::SeqCst);
-    let answer = run_plan(gate, plan, approval, stages).await;
-    gate.in_flight.fetch_sub(1, Ordering::SeqCst);
     answer
 }
 
@@ -274,7 +261,7 @@ pub(crate) fn persistence_failed(e: LedgerError) -> ApiError {
 /// once the debit succeeded and before the intent, a budget or revocation
 /// refusal closes the approval as failed, and grant and receipt name the
 /// operator and the key they proved.
-async fn run_plan(
+pub(crate) async fn run_plan(
     gate: &Gate,
     plan: Plan,
     approval: Option<&Approval>,
@@ -498,6 +485,7 @@ async fn sign_receipt(gate: &Gate, receipt: &mut Receipt) -> Result<(), ApiError
     let receipt_json = serde_json::to_string(&*receipt).map_err(|_| ApiError::new(ErrorCode::InternalError))?;
     match gate.peers.sign(SignerRequest::SignReceipt { receipt_json }).await {
         Ok(SignerReply::Receipt { signing_key_id, result_hash, signature }) => {
+            gate.keys.note_receipt_kid(&gate.peers, &signing_key_id).await;
             receipt.signing_key_id = signing_key_id;
             receipt.result_hash = result_hash;
             receipt.receipt_signature = latchgate_core::jose::b64url_encode(&signature);

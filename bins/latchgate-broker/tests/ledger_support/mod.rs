@@ -101,3 +101,10 @@ pub fn tamper(path: &Path, sql: &str) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch(sql).unwrap();
 }
+
+/// An event with a few KiB of payload (to grow the database quickly).
+pub fn bulky_payload_event(n: usize) -> NewAuditEvent {
+    let mut event = NewAuditEvent::new("bulk");
+    event.payload = serde_json::json!({ "n": n, "filler": "x".repeat(3000) });
+    event
+}

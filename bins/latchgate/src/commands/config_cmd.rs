@@ -29,6 +29,16 @@ pub enum ConfigCommand {
     AddOperator(AddOperatorArgs),
     /// Remove an operator's credential (and its default key file).
     RemoveOperator(RemoveOperatorArgs),
+    /// Send a signed `test` delivery to one webhook now (not through the outbox).
+    TestWebhook(TestWebhookArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TestWebhookArgs {
+    #[arg(value_name = "NAME")]
+    name: String,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -100,6 +110,9 @@ pub fn run(config: &Path, command: ConfigCommand) -> ExitCode {
         ConfigCommand::AddPrincipal(args) => output::finish(args.json, add_principal(config, &args)),
         ConfigCommand::AddOperator(args) => output::finish(args.json, add_operator(config, &args)),
         ConfigCommand::RemoveOperator(args) => output::finish(args.json, remove_operator(config, &args)),
+        ConfigCommand::TestWebhook(args) => {
+            output::finish(args.json, super::webhooks::test_webhook(config, &args.name, args.json))
+        }
     }
 }
 
