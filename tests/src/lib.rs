@@ -3,6 +3,7 @@
 //! and an HTTP client over the gate's Unix sockets.
 
 pub mod cli;
+pub mod metrics;
 pub mod operator;
 pub mod systemd;
 pub mod webhook_receiver;

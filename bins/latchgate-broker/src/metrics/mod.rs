@@ -148,7 +148,7 @@ impl GateMetrics {
         let action_duration = HistogramVec::new(
             HistogramOpts::new(
                 "latchgate_action_duration_seconds",
-                "Time the broker spent on calls that were dispatched (executed or failed), authentication to evidence commit.",
+                "Broker time of calls that ended executed or failed, from admission to the answer (evidence committed).",
             )
             .buckets(DURATION_BUCKETS.to_vec()),
             &["action"],
@@ -166,7 +166,7 @@ impl GateMetrics {
 
     /// One call to `action` (a registry id or [`UNKNOWN_ACTION`]) ended as
     /// `decision` after `elapsed`; the latency is recorded for calls that
-    /// were dispatched.
+    /// ended executed or failed (refusals are not timed).
     pub fn record_call(&self, action: &str, decision: CallDecision, elapsed: Duration) {
         self.action_calls.with_label_values(&[action, decision.as_str()]).inc();
         if matches!(decision, CallDecision::Executed | CallDecision::Failed) {
@@ -219,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn counting_a_call_moves_its_family_and_only_dispatched_calls_are_timed() {
+    fn counting_a_call_moves_its_family_and_refusals_are_not_timed() {
         let metrics = gate_metrics();
         let count = |decision: &str| metrics.action_calls.with_label_values(&["unit.test", decision]).get();
         let timed = || metrics.action_duration.with_label_values(&["unit.test"]).get_sample_count();

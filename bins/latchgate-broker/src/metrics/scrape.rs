@@ -16,9 +16,6 @@ use latchgate_ipc::messages::status::ProcessStatus;
 use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use std::sync::atomic::Ordering;
 
-/// `Content-Type` of the answer.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
 /// The levels of one scrape, in a registry of their own (built per scrape,
 /// so nothing of one scrape survives into the next).
 struct Levels {
@@ -141,7 +138,7 @@ async fn read_levels(gate: &Gate, front: ProcessStatus, levels: &Levels) -> Resu
 
     levels.int_gauge(
         "latchgate_in_flight_executions",
-        "Calls dispatched to the executor and not finished.",
+        "Calls admitted and not yet answered (what a drain or SIGTERM waits for).",
         gate.in_flight.load(Ordering::SeqCst),
     )?;
     levels.int_gauge(
@@ -149,7 +146,11 @@ async fn read_levels(gate: &Gate, front: ProcessStatus, levels: &Levels) -> Resu
         "1 while the gate refuses new executions (latchgate drain).",
         u64::from(gate.draining.load(Ordering::SeqCst)),
     )?;
-    levels.int_gauge("latchgate_uptime_seconds", "Seconds since the broker started.", gate.started.elapsed().as_secs())?;
+    levels.int_gauge(
+        "latchgate_uptime_seconds",
+        "Seconds since the broker started.",
+        gate.started.elapsed().as_secs(),
+    )?;
 
     let stats = ledger.stats();
     levels.counter(
@@ -169,7 +170,7 @@ async fn read_levels(gate: &Gate, front: ProcessStatus, levels: &Levels) -> Resu
     )?;
     levels.counter(
         "latchgate_audit_write_error_total",
-        "Evidence writes (each with its audit event) that did not become durable.",
+        "Ledger writes (audit events, intents, approvals, outbox updates) that did not become durable.",
         stats.write_errors,
     )?;
     Ok(())

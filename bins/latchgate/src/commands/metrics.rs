@@ -40,7 +40,7 @@ fn metrics(config: &Path, operator: &OperatorArgs, args: &MetricsArgs) -> Result
     Ok(Exit::Ok)
 }
 
-/// `{"samples": [{metric, type, labels, value | buckets}], "help": {metric: text}}`.
+/// `{"samples": [{metric, type, labels, value | buckets+sum+count}], "help": {metric: text}}`.
 pub fn as_json(text: &str) -> Result<Value, Failure> {
     use prometheus_parse::{Scrape, Value as Sampled};
     let lines = text.lines().map(|l| Ok(l.to_string()));
@@ -78,10 +78,38 @@ pub fn as_json(text: &str) -> Result<Value, Failure> {
             entry
         })
         .collect();
+    fold_sums_and_counts(&mut samples);
     // The parser keeps histograms apart from the other samples: one stable order for scripts.
     samples.sort_by_key(|s| (s["metric"].as_str().unwrap_or("").to_string(), s["labels"].to_string()));
     let help: Map<String, Value> = scrape.docs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     Ok(json!({"samples": samples, "help": help}))
+}
+
+/// The parser leaves a histogram's `NAME_sum` and `NAME_count` as untyped
+/// samples of their own: move them into the histogram's entry as `sum` and
+/// `count`.
+fn fold_sums_and_counts(samples: &mut Vec<Value>) {
+    let mut folded = vec![false; samples.len()];
+    for index in 0..samples.len() {
+        let sample = &samples[index];
+        let Some(name) = sample["metric"].as_str().filter(|_| sample["type"] == "untyped") else { continue };
+        let Some((base, field)) = [("_sum", "sum"), ("_count", "count")]
+            .into_iter()
+            .find_map(|(suffix, field)| Some((name.strip_suffix(suffix)?.to_string(), field)))
+        else {
+            continue;
+        };
+        let (labels, value) = (sample["labels"].clone(), sample["value"].clone());
+        let histogram = samples
+            .iter_mut()
+            .find(|s| s["type"] == "histogram" && s["metric"] == base.as_str() && s["labels"] == labels);
+        if let Some(histogram) = histogram {
+            histogram[field] = value;
+            folded[index] = true;
+        }
+    }
+    let mut folded = folded.into_iter();
+    samples.retain(|_| !folded.next().unwrap_or(false));
 }
 
 #[cfg(test)]
@@ -100,6 +128,8 @@ mod tests {
         assert_eq!(calls["labels"]["decision"], "denied");
         let histogram = samples.iter().find(|s| s["metric"] == "d").unwrap();
         assert_eq!(histogram["buckets"].as_array().unwrap().len(), 2);
+        assert_eq!((histogram["sum"].as_f64(), histogram["count"].as_f64()), (Some(0.2), Some(1.0)));
+        assert!(!samples.iter().any(|s| s["metric"] == "d_sum" || s["metric"] == "d_count"), "{doc}");
         assert_eq!(doc["help"]["a_total"], "calls");
     }
 }
