@@ -114,7 +114,7 @@ mod tests {
     }
 
     fn process(role: Role, up: bool, confinement: Option<ConfinementReport>) -> ProcessHealth {
-        let status = up.then(|| ProcessStatus { role, pid: 1, uid: 998, ready: true, confinement });
+        let status = up.then_some(ProcessStatus { role, pid: 1, uid: 998, ready: true, confinement });
         ProcessHealth { role, up, status, error: None }
     }
 
