@@ -6,17 +6,9 @@ mod ledger_support;
 
 use std::time::{Duration, Instant};
 
-use latchgate_broker::ledger::{
-    Finalization, IntentResolution, IntentState, Ledger, LedgerError, LedgerOptions, NewAuditEvent,
-};
+use latchgate_broker::ledger::{Finalization, IntentResolution, IntentState, Ledger, LedgerError, LedgerOptions};
 use latchgate_core::error::ErrorCode;
-use ledger_support::{executed_event, keys_by_kid, new_intent, receipt_key, signed_receipt};
-
-fn bulky_event(n: usize) -> NewAuditEvent {
-    let mut event = NewAuditEvent::new("bulk");
-    event.payload = serde_json::json!({ "n": n, "filler": "x".repeat(3000) });
-    event
-}
+use ledger_support::{bulky_event, executed_event, keys_by_kid, new_intent, receipt_key, signed_receipt};
 
 #[tokio::test]
 async fn unwritable_ledger_reports_persistence_failure() {

@@ -4,14 +4,8 @@
 
 mod ledger_support;
 
-use latchgate_broker::ledger::{Ledger, LedgerError, LedgerOptions, NewAuditEvent};
-use ledger_support::new_intent;
-
-fn bulky_event(n: usize) -> NewAuditEvent {
-    let mut event = NewAuditEvent::new("bulk");
-    event.payload = serde_json::json!({ "n": n, "filler": "x".repeat(3000) });
-    event
-}
+use latchgate_broker::ledger::{Ledger, LedgerError, LedgerOptions};
+use ledger_support::{bulky_event, new_intent};
 
 #[tokio::test]
 async fn each_write_that_is_not_durable_is_one_audit_write_error() {

@@ -70,6 +70,13 @@ pub fn signed_receipt(intent: &ExecutionIntent, key: &SigningKey) -> Receipt {
     receipt
 }
 
+/// An audit event of about 3 KB: a few dozen fill a page-capped ledger.
+pub fn bulky_event(n: usize) -> NewAuditEvent {
+    let mut event = NewAuditEvent::new("bulk");
+    event.payload = serde_json::json!({ "n": n, "filler": "x".repeat(3000) });
+    event
+}
+
 pub fn executed_event(intent: &ExecutionIntent) -> NewAuditEvent {
     NewAuditEvent {
         event_type: "action_executed".into(),
