@@ -199,6 +199,7 @@ async fn every_registered_metric_moves_when_the_gate_is_driven_down_each_path(fx
     // In flight, then failed: the executor is killed mid-call (an unresolved intent stays).
     let mut slow = fx.agent(&["http.fetch"], None).await;
     let slow_url = fx.url("/slow");
+    let hits_before = fx.target.hits();
     let call = tokio::spawn(async move { slow.execute("http_fetch", &slow_url).await.unwrap() });
     let config = fx.dir.config_path();
     let in_flight = tokio::task::spawn_blocking(move || {
@@ -215,6 +216,12 @@ async fn every_registered_metric_moves_when_the_gate_is_driven_down_each_path(fx
     .unwrap();
     assert_eq!(value(&in_flight, "latchgate_in_flight_executions", &[]), 1.0, "the slow call is in flight");
     scrapes.push(in_flight);
+    // Killed while the provider waits on the target (which answers /slow late).
+    let deadline = Instant::now() + DEADLINE;
+    while fx.target.hits() == hits_before {
+        assert!(Instant::now() < deadline, "the slow call never reached the target\n{}", fx.dir.log("gate"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     signal(fx.gate.children()["latchgate-executor"], Signal::SIGKILL);
     let (status, body) = call.await.unwrap();
     assert_eq!((status.as_u16(), body["error"].as_str()), (502, Some("action_execution_failed")), "{body}");
