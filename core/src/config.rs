@@ -83,7 +83,66 @@ pub struct Config {
     pub executor: Executor,
     /// Named operators of the admin socket (API.md): `[operator_credentials.NAME]`.
     pub operator_credentials: BTreeMap<String, OperatorCredential>,
+    /// `[redis]`: the production state store. Unset = the embedded SQLite store.
+    pub redis: Option<RedisConfig>,
+    /// `[opa]`: the production policy engine. Unset = embedded regorus.
+    pub opa: Option<OpaConfig>,
+    /// A plain-HTTP TCP listener. Never needed (agents use the Unix socket);
+    /// `latchgate serve` refuses it unless `unsafe_expose_http = true`.
+    pub listen_tcp_addr: Option<std::net::SocketAddr>,
+    /// Acknowledges that `listen_tcp_addr` exposes the gate without peercred.
+    pub unsafe_expose_http: bool,
 }
+
+/// `[redis]`: replay cache, budgets, approval claims and revocation epoch in
+/// Redis (docs/production.md). Every command is bounded by `command_timeout_ms`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]`, `rediss://host:port[/db]` (TLS) or `unix:///path/redis.sock`.
+    pub url: String,
+    /// Prepended to every key, so several gates can share one Redis.
+    #[serde(default = "RedisConfig::default_key_prefix")]
+    pub key_prefix: String,
+    /// Time to (re)establish the connection.
+    #[serde(default = "RedisConfig::default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Longest any one command may take before the request answers 503.
+    #[serde(default = "RedisConfig::default_command_timeout_ms")]
+    pub command_timeout_ms: u64,
+}
+
+impl RedisConfig {
+    fn default_key_prefix() -> String {
+        "latchgate:".into()
+    }
+    fn default_connect_timeout_ms() -> u64 {
+        1_000
+    }
+    fn default_command_timeout_ms() -> u64 {
+        500
+    }
+}
+
+/// `[opa]`: the policy decision point over HTTP (`POST {url}/v1/data/latchgate/decision`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpaConfig {
+    /// `http://host:port` of the OPA server (no path).
+    pub url: String,
+    /// Longest one decision may take before the request answers 503 `policy_engine_timeout`.
+    #[serde(default = "OpaConfig::default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl OpaConfig {
+    fn default_timeout_ms() -> u64 {
+        1_000
+    }
+}
+
+/// Upper bound of the Redis and OPA timeouts: a dependency slower than this is down.
+pub const MAX_DEPENDENCY_TIMEOUT_MS: u64 = 30_000;
 
 /// One operator: the API key sent as `Authorization: DPoP <api_key>`, bound to
 /// the RFC 7638 thumbprint of the P-256 key that signs the operator's proofs.
@@ -149,6 +208,10 @@ impl Default for Config {
             egress: Egress::default(),
             executor: Executor::default(),
             operator_credentials: BTreeMap::new(),
+            redis: None,
+            opa: None,
+            listen_tcp_addr: None,
+            unsafe_expose_http: false,
         }
     }
 }
@@ -318,6 +381,36 @@ impl LoadedConfig {
         if c.limits.max_body_bytes == 0 {
             return Err(self.invalid("limits.max_body_bytes", "must be > 0"));
         }
+        self.validate_dependencies()
+    }
+
+    fn validate_dependencies(&self) -> Result<(), ConfigError> {
+        let c = &self.config;
+        let timeout_ok = |ms: u64| (1..=MAX_DEPENDENCY_TIMEOUT_MS).contains(&ms);
+        if let Some(redis) = &c.redis {
+            redis_endpoint(&redis.url).map_err(|m| self.invalid("redis.url", m))?;
+            for (field, ms) in
+                [("redis.connect_timeout_ms", redis.connect_timeout_ms), ("redis.command_timeout_ms", redis.command_timeout_ms)]
+            {
+                if !timeout_ok(ms) {
+                    return Err(self.invalid(field, format!("must be 1..={MAX_DEPENDENCY_TIMEOUT_MS}")));
+                }
+            }
+        }
+        if let Some(opa) = &c.opa {
+            opa_endpoint(&opa.url).map_err(|m| self.invalid("opa.url", m))?;
+            if !timeout_ok(opa.timeout_ms) {
+                return Err(self.invalid("opa.timeout_ms", format!("must be 1..={MAX_DEPENDENCY_TIMEOUT_MS}")));
+            }
+        }
+        if c.mode == Mode::Production {
+            if c.redis.is_none() {
+                return Err(self.invalid("redis", "mode = \"production\" needs [redis] url (the state store)"));
+            }
+            if c.opa.is_none() {
+                return Err(self.invalid("opa", "mode = \"production\" needs [opa] url (the policy engine)"));
+            }
+        }
         Ok(())
     }
 
@@ -396,6 +489,22 @@ impl LoadedConfig {
         ports
     }
 
+    /// TCP ports the broker connects to: Redis (unless over a Unix socket) and OPA.
+    pub fn broker_tcp_ports(&self) -> Vec<u16> {
+        let redis = self.config.redis.as_ref().and_then(|r| match redis_endpoint(&r.url) {
+            Ok(DependencyEndpoint::Tcp { port, .. }) => Some(port),
+            _ => None,
+        });
+        let opa = self.config.opa.as_ref().and_then(|o| match opa_endpoint(&o.url) {
+            Ok(DependencyEndpoint::Tcp { port, .. }) => Some(port),
+            _ => None,
+        });
+        let mut ports: Vec<u16> = redis.into_iter().chain(opa).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
     pub fn sandbox_profiles_dir(&self) -> PathBuf {
         self.resolve(&self.config.sandbox_profiles_dir)
     }
@@ -404,6 +513,61 @@ impl LoadedConfig {
     pub fn expected_peer_uid(&self, role: crate::role::Role) -> u32 {
         self.config.ipc.peer_uids.get(role.as_str()).copied().unwrap_or_else(|| nix::unistd::geteuid().as_raw())
     }
+}
+
+/// Where a dependency lives, parsed from its URL (for Landlock ports, doctor and status).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DependencyEndpoint {
+    Tcp { host: String, port: u16, tls: bool },
+    Unix { path: PathBuf },
+}
+
+impl std::fmt::Display for DependencyEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DependencyEndpoint::Tcp { host, port, tls } => {
+                write!(f, "{}{host}:{port}", if *tls { "tls " } else { "" })
+            }
+            DependencyEndpoint::Unix { path } => write!(f, "unix {}", path.display()),
+        }
+    }
+}
+
+/// `redis://`, `rediss://` or `unix://` (the forms the redis client accepts).
+pub fn redis_endpoint(url: &str) -> Result<DependencyEndpoint, String> {
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    match parsed.scheme() {
+        "redis" | "rediss" => {
+            let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or("needs a host")?;
+            let port = parsed.port().unwrap_or(6379);
+            Ok(DependencyEndpoint::Tcp { host: host.to_string(), port, tls: parsed.scheme() == "rediss" })
+        }
+        "unix" => {
+            let path = PathBuf::from(parsed.path());
+            if !path.is_absolute() || parsed.path().len() <= 1 {
+                return Err("unix:// needs an absolute socket path (unix:///run/redis/redis.sock)".into());
+            }
+            Ok(DependencyEndpoint::Unix { path })
+        }
+        other => Err(format!("scheme {other} is not redis, rediss or unix")),
+    }
+}
+
+/// `http://host:port`, nothing after the authority.
+pub fn opa_endpoint(url: &str) -> Result<DependencyEndpoint, String> {
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    if parsed.scheme() != "http" {
+        return Err("must be http://host:port (OPA runs beside the broker; TLS to OPA is not supported)".into());
+    }
+    let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or("needs a host")?;
+    if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("must have no path, query or fragment (the decision path is fixed)".into());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    let port = parsed.port_or_known_default().ok_or("needs a port")?;
+    Ok(DependencyEndpoint::Tcp { host: host.to_string(), port, tls: false })
 }
 
 #[cfg(test)]
@@ -430,5 +594,27 @@ mod tests {
         let text = "[identity.peercred.principals.alice]\nprincipal = \"a\"\n";
         let e = LoadedConfig::from_str(Path::new("x.toml"), text).unwrap_err();
         assert!(e.to_string().contains("principals.alice"), "{e}");
+    }
+
+    #[test]
+    fn dependency_urls_are_checked_and_ports_collected() {
+        let text = "[redis]\nurl = \"redis://10.0.0.5:6380/2\"\n[opa]\nurl = \"http://127.0.0.1:8181\"\n";
+        let c = LoadedConfig::from_str(Path::new("x.toml"), text).unwrap();
+        assert_eq!(c.broker_tcp_ports(), vec![6380, 8181]);
+        assert_eq!(c.config.redis.as_ref().unwrap().key_prefix, "latchgate:");
+        let unix = "[redis]\nurl = \"unix:///run/redis.sock\"\n";
+        assert!(LoadedConfig::from_str(Path::new("x.toml"), unix).unwrap().broker_tcp_ports().is_empty());
+        for (text, field) in [
+            ("[redis]\nurl = \"http://x\"\n", "redis.url"),
+            ("[redis]\nurl = \"unix://\"\n", "redis.url"),
+            ("[redis]\nurl = \"redis://x\"\ncommand_timeout_ms = 0\n", "redis.command_timeout_ms"),
+            ("[opa]\nurl = \"https://opa:8181\"\n", "opa.url"),
+            ("[opa]\nurl = \"http://opa:8181/v1/data\"\n", "opa.url"),
+            ("mode = \"production\"\n[opa]\nurl = \"http://opa:8181\"\n", "redis"),
+            ("mode = \"production\"\n[redis]\nurl = \"redis://r\"\n", "opa"),
+        ] {
+            let e = LoadedConfig::from_str(Path::new("x.toml"), text).unwrap_err();
+            assert!(e.to_string().contains(&format!(": {field}:")), "{text}: {e}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use latchgate_ipc::messages::broker_signer::{SignerReply, SignerRequest};
 use latchgate_ipc::messages::control::ControlMessage;
 use latchgate_ipc::messages::executor_signer::{SecretsReply, SecretsRequest};
 use latchgate_ipc::messages::front_broker::{FrontReply, FrontRequest, PeerCred};
-use latchgate_ipc::messages::status::{HealthReport, ProcessHealth, ProcessStatus};
+use latchgate_ipc::messages::status::{DependencyHealth, HealthReport, ProcessHealth, ProcessStatus, STATE_STORE};
 use latchgate_ipc::{IpcError, RpcClient, serve};
 use proptest::prelude::*;
 use serde::{Serialize, de::DeserializeOwned};
@@ -51,6 +51,14 @@ fn every_message_type_round_trips() {
             ProcessHealth { role: Role::Signer, up: true, status: Some(status(Role::Signer)), error: None },
             ProcessHealth { role: Role::Executor, up: false, status: None, error: Some("ipc_closed".into()) },
         ],
+        dependencies: vec![DependencyHealth {
+            name: STATE_STORE.into(),
+            backend: "redis".into(),
+            endpoint: Some("unix /run/redis.sock".into()),
+            up: false,
+            error: Some("replay_cache_unavailable".into()),
+            detail: None,
+        }],
     }));
     round_trip(FrontReply::Error(ApiError::new(ErrorCode::PolicyDenied).with_deny_reason("acl").with_retry_after(3)));
     round_trip(SignerRequest::Ping);

@@ -2,6 +2,8 @@
 //! config, the real `latchgate` binaries started from the build's target dir,
 //! and an HTTP client over the gate's Unix sockets.
 
+pub mod redis_server;
+
 use latchgate_client::uds_http::UdsHttp;
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
@@ -159,7 +161,7 @@ impl Drop for Gate {
 /// A test process killed outright (timeout, SIGKILL) runs no `Drop`: a
 /// watchdog child of the test stops the gate's process group when the test
 /// process disappears, so no gate outlives its test.
-fn reap_when_gone(supervisor: u32) {
+pub fn reap_when_gone(supervisor: u32) {
     let test_pid = std::process::id();
     let script = format!(
         "while kill -0 {test_pid} 2>/dev/null; do sleep 1; done; kill -TERM -- -{supervisor} 2>/dev/null; sleep 5; kill -KILL -- -{supervisor} 2>/dev/null"

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod backends;
 pub mod catalog;
 pub mod gate;
 pub mod health;

@@ -5,9 +5,7 @@
 use latchgate_broker::gate::Gate;
 use latchgate_broker::ledger::{LEDGER_FILE, Ledger};
 use latchgate_broker::peers::Peers;
-use latchgate_broker::policy::EmbeddedRego;
 use latchgate_broker::signer_keys::SignerKeys;
-use latchgate_broker::state::SqliteStateStore;
 use latchgate_core::config::LoadedConfig;
 use latchgate_core::confine::{SealInputs, Sealer};
 use latchgate_core::jose::DpopVerifier;
@@ -22,15 +20,16 @@ use latchgate_ipc::messages::status::ProcessStatus;
 use std::sync::Arc;
 
 const ROLE: Role = Role::Broker;
-pub const STATE_FILE: &str = "state.db";
 
 fn main() {
     process::run_child(ROLE, ChildError::code, load_registry, run);
 }
 
 /// Before Landlock (the providers dir is not among the broker's paths):
-/// load every manifest and hash every provider module once.
-fn load_registry(cfg: &LoadedConfig, _: &mut SealInputs) -> Result<(Registry, DigestTrust), ChildError> {
+/// load every manifest and hash every provider module once. Landlock lets
+/// the broker connect only to the configured Redis and OPA ports.
+fn load_registry(cfg: &LoadedConfig, inputs: &mut SealInputs) -> Result<(Registry, DigestTrust), ChildError> {
+    inputs.tcp_connect_ports = cfg.broker_tcp_ports();
     let registry = Registry::load(&cfg.manifests_dir()).map_err(|errors| {
         for e in &errors {
             tracing::error!(error = %e, "manifest refused");
@@ -57,12 +56,8 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
     let control = endpoints.start();
     let state_dir = cfg.state_dir();
     let ledger = Ledger::open(&state_dir.join(LEDGER_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
-    let state = SqliteStateStore::open(&state_dir.join(STATE_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
-    let policy = Arc::new(EmbeddedRego::load(&cfg.policies_dir()).map_err(|e| ChildError::setup(e.code(), e))?);
-    tokio::spawn(latchgate_broker::policy::watch::watch_data_file(
-        policy.clone(),
-        cfg.policies_dir().join("data.json"),
-    ));
+    let state = latchgate_broker::backends::open_state_store(&cfg).await?;
+    let policy = latchgate_broker::backends::open_policy_engine(&cfg)?;
     let dpop = DpopVerifier::new(&cfg.config.public_base_url).map_err(|e| ChildError::setup("config_invalid", e))?;
     let confinement = sealer.restrict_syscalls()?;
     tracing::info!(confinement = %confinement.summary(), "sealed");
@@ -74,7 +69,7 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
         registry,
         trust,
         policy,
-        state: Arc::new(state),
+        state,
         ledger,
         peers,
         keys: SignerKeys::default(),

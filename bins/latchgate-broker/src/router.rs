@@ -19,7 +19,7 @@ fn answer(result: Result<Value, ApiError>) -> FrontReply {
 
 pub async fn handle(gate: &Gate, request: FrontRequest) -> FrontReply {
     match request {
-        FrontRequest::Health { .. } => FrontReply::Health(health::report(&gate.peers).await),
+        FrontRequest::Health { .. } => FrontReply::Health(health::report(gate).await),
         FrontRequest::LeaseKeys => match gate.keys.get(&gate.peers).await {
             Ok(keys) => FrontReply::LeaseKeys { jwks_json: keys.lease_jwks_json.clone() },
             Err(e) => FrontReply::Error(e),

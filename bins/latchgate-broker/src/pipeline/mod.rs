@@ -135,7 +135,7 @@ async fn decide(
         },
         unresolved_domains: Vec::new(),
     };
-    let decision = gate.policy.evaluate(&input).map_err(|e| {
+    let decision = gate.policy.evaluate(&input).await.map_err(|e| {
         tracing::warn!(code = e.code(), error = %e, "policy evaluation failed");
         refuse(ApiError::new(e.error_code()).with_retry_after(1), &lease)
     })?;

@@ -52,6 +52,7 @@ pub struct SqliteStateStore {
 }
 
 struct Shared {
+    path: std::path::PathBuf,
     conn: Mutex<Connection>,
     inserts_since_sweep: std::sync::atomic::AtomicU64,
 }
@@ -87,7 +88,11 @@ impl SqliteStateStore {
             .map_err(unavailable)?;
         migrate(&mut conn).map_err(unavailable)?;
         Ok(SqliteStateStore {
-            shared: Arc::new(Shared { conn: Mutex::new(conn), inserts_since_sweep: Default::default() }),
+            shared: Arc::new(Shared {
+                path: path.to_path_buf(),
+                conn: Mutex::new(conn),
+                inserts_since_sweep: Default::default(),
+            }),
         })
     }
 
@@ -113,6 +118,34 @@ impl SqliteStateStore {
     pub async fn sweep_expired(&self) -> Result<usize, StateError> {
         self.run(StateError::StoreUnavailable, sweep).await
     }
+
+    /// Raises the stored epoch to at least `at_least` (never lowers it),
+    /// committed with a full fsync; returns the stored epoch. The Redis store
+    /// mirrors every epoch it sees here, so a Redis that loses its data cannot
+    /// resurrect revoked leases.
+    pub async fn raise_epoch_to(&self, at_least: u64) -> Result<u64, StateError> {
+        self.run(StateError::StoreUnavailable, move |conn| {
+            with_full_sync(conn, |conn| {
+                conn.query_row(
+                    "UPDATE revocation SET epoch = MAX(epoch, ?1) WHERE id = 1 RETURNING epoch",
+                    [to_sql_u64(at_least)],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .map(from_sql_u64)
+        })
+        .await
+    }
+}
+
+/// Runs `op` with `synchronous=FULL` (an fsync per commit), then back to NORMAL.
+fn with_full_sync<T>(conn: &mut Connection, op: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    conn.execute_batch("PRAGMA synchronous = FULL")?;
+    let result = op(conn);
+    let restored = conn.execute_batch("PRAGMA synchronous = NORMAL");
+    let value = result?;
+    restored?;
+    Ok(value)
 }
 
 fn sweep(conn: &mut Connection) -> rusqlite::Result<usize> {
@@ -202,15 +235,12 @@ impl StateStore for SqliteStateStore {
 
     fn bump_epoch(&self) -> StateFuture<'_, u64> {
         self.run(StateError::StoreUnavailable, |conn| {
-            conn.execute_batch("PRAGMA synchronous = FULL")?;
-            let bumped =
+            with_full_sync(conn, |conn| {
                 conn.query_row("UPDATE revocation SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch", [], |r| {
                     r.get::<_, i64>(0)
-                });
-            let restored = conn.execute_batch("PRAGMA synchronous = NORMAL");
-            let epoch = bumped?;
-            restored?;
-            Ok(from_sql_u64(epoch))
+                })
+            })
+            .map(from_sql_u64)
         })
     }
 
@@ -295,5 +325,17 @@ impl StateStore for SqliteStateStore {
             )?;
             Ok(changed == 1)
         })
+    }
+
+    fn probe(&self) -> StateFuture<'_, ()> {
+        self.run(StateError::StoreUnavailable, |conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn endpoint(&self) -> String {
+        self.shared.path.display().to_string()
     }
 }
