@@ -2,6 +2,7 @@
 //! config, the real `latchgate` binaries started from the build's target dir,
 //! and an HTTP client over the gate's Unix sockets.
 
+pub mod opa_server;
 pub mod redis_server;
 
 use latchgate_client::uds_http::UdsHttp;
