@@ -4,6 +4,7 @@
 
 pub mod opa_server;
 pub mod redis_server;
+pub mod serve;
 
 use latchgate_client::uds_http::UdsHttp;
 use std::collections::HashMap;

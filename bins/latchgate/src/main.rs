@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod safety;
 mod supervisor;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Up,
     /// Start the gate from an explicit production config.
     Serve,
+    /// Check this host and config: production safety, keys, Redis, OPA, egress proxy, manifests, kernel, ledger.
+    Doctor(commands::doctor::DoctorArgs),
     /// Egress proxy tooling (Squid config from the manifests).
     Egress {
         #[command(subcommand)]
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Up => supervise(&cli.config, true),
         Command::Serve => supervise(&cli.config, false),
+        Command::Doctor(args) => commands::doctor::run(&cli.config, args),
         Command::Egress { command } => commands::egress::run(&cli.config, command),
         Command::Audit(args) => commands::audit::run(&cli.config, args),
         Command::Verify(args) => commands::verify::run(&cli.config, args),
@@ -86,6 +90,12 @@ fn supervise(config: &std::path::Path, first_run_allowed: bool) -> ExitCode {
             "latchgate serve needs a production config (mode = \"production\"); use `latchgate up` for embedded mode"
         );
         return ExitCode::FAILURE;
+    }
+    if !first_run_allowed && safety::check_serve(&cfg).is_err() {
+        return ExitCode::FAILURE;
+    }
+    if first_run_allowed && cfg.config.mode == Mode::Production {
+        tracing::warn!("mode = \"production\" under `latchgate up`: the production-safety checks of `latchgate serve` are skipped");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

@@ -19,8 +19,10 @@
 //! - **revocation epoch**: every epoch the broker sees is mirrored durably in
 //!   its own `state.db` (the *floor*); the scripts never answer below it and
 //!   write it back when Redis lost it, so revoked leases stay revoked;
-//! - **replay cache**: when the scripts find the epoch missing, the store
-//!   remembers that second as its [`replay_fence`](StateStore::replay_fence):
+//! - **replay cache**: when the scripts find the epoch missing in a keyspace
+//!   this broker used before (recorded in `state.db`, so a first start on an
+//!   empty Redis is not mistaken for a loss), the store remembers that second
+//!   as its [`replay_fence`](StateStore::replay_fence):
 //!   proofs issued up to then are refused, since their single use can no
 //!   longer be checked (proofs are accepted for 60 s after `iat` only, so the
 //!   fence stops mattering a minute later);
@@ -98,12 +100,21 @@ pub struct RedisStateStore {
     mirror_lock: tokio::sync::Mutex<()>,
     /// Unix second of the latest detected data loss ([`NO_FENCE`] = none).
     fence: AtomicI64,
+    /// This broker has used this keyspace before (recorded in `state.db`):
+    /// from then on, an epoch missing from Redis means Redis lost its data.
+    keyspace_used: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RedisStateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStateStore").field("endpoint", &self.endpoint).finish_non_exhaustive()
     }
+}
+
+/// The name under which `state.db` remembers a Redis keyspace (its key prefix:
+/// a new endpoint serving the same keyspace is the same store).
+fn keyspace_name(prefix: &str) -> String {
+    format!("redis:{prefix}")
 }
 
 fn now_secs() -> i64 {
@@ -149,6 +160,7 @@ impl RedisStateStore {
         let conn = ConnectionManager::new_lazy_with_config(client, manager)
             .map_err(|e| unavailable(format!("redis client: {e}")))?;
         let floor = mirror.revocation_epoch().await?;
+        let keyspace_used = mirror.external_store_used(&keyspace_name(&cfg.key_prefix)).await?;
         Ok(RedisStateStore {
             conn,
             prefix: cfg.key_prefix.clone(),
@@ -159,6 +171,7 @@ impl RedisStateStore {
             floor: AtomicU64::new(floor),
             mirror_lock: tokio::sync::Mutex::new(()),
             fence: AtomicI64::new(NO_FENCE),
+            keyspace_used: std::sync::atomic::AtomicBool::new(keyspace_used),
         })
     }
 
@@ -215,18 +228,39 @@ impl RedisStateStore {
         self.bounded(fail, what, invocation.invoke_async(&mut conn)).await
     }
 
-    /// Redis lost its data: nothing it forgot may be taken as "never seen".
-    fn lost_data(&self, restored_epoch: u64) {
+    /// Redis had no epoch (or an older one) and the floor was written back.
+    /// On a keyspace this broker never used, that is its first start; on one
+    /// it used, Redis lost its data: nothing it forgot may be taken as "never
+    /// seen".
+    async fn epoch_restored(&self, restored_epoch: u64) -> Result<(), StateError> {
+        if !self.keyspace_used.load(Ordering::SeqCst) {
+            return self.first_use().await;
+        }
         let now = now_secs();
         let before = self.fence.fetch_max(now, Ordering::SeqCst);
         if before < now {
             tracing::warn!(
                 endpoint = %self.endpoint,
                 epoch = restored_epoch,
-                "Redis holds no revocation epoch (first start, or it lost its data): the epoch was restored from \
-                 the broker's mirror, DPoP proofs issued until now are refused, budgets start fresh"
+                "Redis lost its data (no revocation epoch in a keyspace this broker used): the epoch was restored \
+                 from the broker's mirror, DPoP proofs issued until now are refused, budgets start fresh"
             );
         }
+        Ok(())
+    }
+
+    /// Record durably that this keyspace is in use (before any proof is accepted on it).
+    async fn first_use(&self) -> Result<(), StateError> {
+        if self.keyspace_used.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let _serialised = self.mirror_lock.lock().await;
+        if !self.keyspace_used.load(Ordering::SeqCst) {
+            self.mirror.mark_external_store_used(&keyspace_name(&self.prefix)).await?;
+            self.keyspace_used.store(true, Ordering::SeqCst);
+            tracing::info!(endpoint = %self.endpoint, prefix = %self.prefix, "first use of this Redis keyspace recorded");
+        }
+        Ok(())
     }
 
     /// Raise the durable floor to `epoch`. `must_persist`: the caller cannot
@@ -304,7 +338,9 @@ impl StateStore for RedisStateStore {
             let epoch = u64::try_from(epoch)
                 .map_err(|_| StateError::StoreUnavailable(format!("redis holds a negative epoch {epoch}")))?;
             if restored == 1 {
-                self.lost_data(epoch);
+                self.epoch_restored(epoch).await?;
+            } else {
+                self.first_use().await?;
             }
             self.observe_epoch(epoch, false).await?;
             Ok(epoch)
@@ -313,6 +349,7 @@ impl StateStore for RedisStateStore {
 
     fn bump_epoch(&self) -> StateFuture<'_, u64> {
         Box::pin(async move {
+            self.first_use().await?;
             let floor = counter(self.floor.load(Ordering::SeqCst));
             let bumped: i64 = self
                 .script(StateError::StoreUnavailable, "epoch bump", &self.scripts.epoch_bump, self.epoch_key(), &[floor])

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{BudgetLimits, BudgetSnapshot, DebitOutcome, StateError, StateFuture, StateStore};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const SCHEMA_V1: &str = r#"
     CREATE TABLE replay_jti (
         jti           TEXT PRIMARY KEY,
@@ -40,6 +40,15 @@ const SCHEMA_V1: &str = r#"
     CREATE TABLE approval_claims (
         approval_id   TEXT PRIMARY KEY,
         claimed_at_ms INTEGER NOT NULL
+    );
+"#;
+
+/// v2: which external stores (a Redis keyspace) this broker has used, so a
+/// store found empty can be told apart from one that lost its data.
+const SCHEMA_V2: &str = r#"
+    CREATE TABLE external_stores (
+        name          TEXT PRIMARY KEY,
+        first_used_ms INTEGER NOT NULL
     );
 "#;
 
@@ -138,6 +147,33 @@ impl SqliteStateStore {
     }
 }
 
+impl SqliteStateStore {
+    /// Whether this broker has used the external store `name` before.
+    pub async fn external_store_used(&self, name: &str) -> Result<bool, StateError> {
+        let name = name.to_string();
+        self.run(StateError::StoreUnavailable, move |conn| {
+            conn.query_row("SELECT 1 FROM external_stores WHERE name = ?1", [name], |_| Ok(())).optional()
+        })
+        .await
+        .map(|found| found.is_some())
+    }
+
+    /// Records (durably, full fsync) that this broker uses the external store `name`.
+    pub async fn mark_external_store_used(&self, name: &str) -> Result<(), StateError> {
+        let name = name.to_string();
+        self.run(StateError::StoreUnavailable, move |conn| {
+            with_full_sync(conn, |conn| {
+                conn.execute(
+                    "INSERT INTO external_stores (name, first_used_ms) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+                    params![name, now_ms()],
+                )
+            })
+            .map(|_| ())
+        })
+        .await
+    }
+}
+
 /// Runs `op` with `synchronous=FULL` (an fsync per commit), then back to NORMAL.
 fn with_full_sync<T>(conn: &mut Connection, op: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
     conn.execute_batch("PRAGMA synchronous = FULL")?;
@@ -163,12 +199,14 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
             "state schema version {found} is newer than supported {SCHEMA_VERSION}"
         )));
     }
-    if found < 1 {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch(SCHEMA_V1)?;
-        tx.execute("DELETE FROM schema_version", [])?;
-        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [SCHEMA_VERSION])?;
-        tx.commit()?;
+    for (version, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+        if found < version {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute_batch(sql)?;
+            tx.execute("DELETE FROM schema_version", [])?;
+            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [version])?;
+            tx.commit()?;
+        }
     }
     Ok(())
 }

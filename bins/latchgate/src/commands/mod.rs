@@ -2,6 +2,7 @@
 //! `supervisor/`). One file per command group.
 
 pub mod audit;
+pub mod doctor;
 pub mod egress;
 mod evidence;
 pub mod output;
