@@ -199,22 +199,28 @@ pub fn key_file_violations(key_dir: &Path) -> Vec<Violation> {
 }
 
 /// Actions whose egress relies on a proxy allowlist while no proxy is
-/// configured: they still run, limited by the executor's own checks only.
+/// configured: they still run, limited by the executor's own checks and the
+/// kernel's port rules only. One warning naming every such action.
 pub fn egress_warnings(cfg: &LoadedConfig, registry: &Registry) -> Vec<String> {
     if cfg.config.egress.proxy_url.is_some() {
         return Vec::new();
     }
-    registry
+    let mut actions: Vec<&str> = registry
         .iter()
         .filter(|a| a.manifest().egress.profile == EgressProfile::ProxyAllowlist)
-        .map(|a| {
-            format!(
-                "action {} uses egress proxy_allowlist but egress.proxy_url is not set: its egress is enforced by \
-                 the executor's allowlist and kernel rules only, with no egress proxy as a second layer",
-                a.id()
-            )
-        })
-        .collect()
+        .map(|a| a.id())
+        .collect();
+    if actions.is_empty() {
+        return Vec::new();
+    }
+    actions.sort_unstable();
+    vec![format!(
+        "{} action(s) use egress proxy_allowlist but egress.proxy_url is not set: their egress is enforced by the \
+         executor's allowlist and the kernel's port rules only (kernel-only egress), with no egress proxy as a \
+         second layer: {}",
+        actions.len(),
+        actions.join(", ")
+    )]
 }
 
 #[cfg(test)]
@@ -301,5 +307,17 @@ dpop_jkt = "jkt-a"
         std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(key_file_violations(&keys).len(), 2);
         assert!(key_file_violations(&dir.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn proxy_allowlist_actions_without_a_proxy_are_named_in_one_warning() {
+        let registry = Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")).unwrap();
+        let cfg = LoadedConfig::from_str(Path::new("/x/latchgate.toml"), "").unwrap();
+        let warnings = egress_warnings(&cfg, &registry);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("http_fetch") && warnings[0].contains("kernel-only egress"), "{warnings:?}");
+        let proxied = "[egress]\nproxy_url = \"http://127.0.0.1:3128\"\n";
+        let cfg = LoadedConfig::from_str(Path::new("/x/latchgate.toml"), proxied).unwrap();
+        assert!(egress_warnings(&cfg, &registry).is_empty());
     }
 }

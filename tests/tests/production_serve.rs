@@ -165,7 +165,10 @@ async fn clean_production_config_serves_and_doctor_names_each_broken_part() {
     assert_eq!(ready["dependencies"]["policy_engine"]["backend"], "opa", "{ready}");
     let log = dir.log("gate");
     assert!(log.contains("production (Redis state, OPA)"), "{log}");
-    assert!(log.contains("uses egress proxy_allowlist but egress.proxy_url is not set"), "proxy warning missing: {log}");
+    assert!(
+        log.contains("use egress proxy_allowlist but egress.proxy_url is not set") && log.contains("http_fetch"),
+        "proxy warning missing: {log}"
+    );
     let mut agent = GateClient::connect(dir.client_socket(), "http://localhost:3000", DpopKey::generate().unwrap()).await.unwrap();
     agent.request_lease(&["http.fetch"], LeaseBudgets::default()).await.unwrap();
 

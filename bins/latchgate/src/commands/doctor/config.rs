@@ -1,6 +1,7 @@
 //! `config.*`: the config parses, and passes the production-safety checks
 //! that `latchgate serve` enforces (errors on a production config, warnings
-//! on an embedded one). Key-file permissions are reported by `keys.*`.
+//! on an embedded one). Key-file permissions are reported by `keys.*`, the
+//! confinement mode by `confinement.mode`.
 
 use latchgate_core::config::LoadedConfig;
 use latchgate_core::production::{self, BuildInfo};
@@ -23,7 +24,8 @@ pub fn checks(ctx: &Context) -> Vec<Check> {
     let text = ctx.text.as_deref().unwrap_or_default();
     let violations: Vec<_> = production::violations(&cfg, text, &BuildInfo::current())
         .into_iter()
-        .filter(|v| v.id != "key_file_permissions")
+        // Reported by their own groups (keys.permissions, confinement.mode).
+        .filter(|v| !matches!(v.id, "key_file_permissions" | "confinement_not_strict"))
         .collect();
     if violations.is_empty() {
         out.push(Check::ok("config.production_safety", "passes every production-safety check of `latchgate serve`"));
