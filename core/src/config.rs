@@ -389,9 +389,10 @@ impl LoadedConfig {
         let timeout_ok = |ms: u64| (1..=MAX_DEPENDENCY_TIMEOUT_MS).contains(&ms);
         if let Some(redis) = &c.redis {
             redis_endpoint(&redis.url).map_err(|m| self.invalid("redis.url", m))?;
-            for (field, ms) in
-                [("redis.connect_timeout_ms", redis.connect_timeout_ms), ("redis.command_timeout_ms", redis.command_timeout_ms)]
-            {
+            for (field, ms) in [
+                ("redis.connect_timeout_ms", redis.connect_timeout_ms),
+                ("redis.command_timeout_ms", redis.command_timeout_ms),
+            ] {
                 if !timeout_ok(ms) {
                     return Err(self.invalid(field, format!("must be 1..={MAX_DEPENDENCY_TIMEOUT_MS}")));
                 }

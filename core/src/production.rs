@@ -34,8 +34,8 @@ pub struct BuildInfo {
 impl BuildInfo {
     pub fn current() -> BuildInfo {
         let development_features = DEVELOPMENT_FEATURES.to_vec();
-        let development_accepted = !development_features.is_empty()
-            && std::env::var(ACCEPT_DEVELOPMENT_BUILD_ENV).is_ok_and(|v| v == "1");
+        let development_accepted =
+            !development_features.is_empty() && std::env::var(ACCEPT_DEVELOPMENT_BUILD_ENV).is_ok_and(|v| v == "1");
         BuildInfo { development_features, development_accepted }
     }
 }

@@ -20,8 +20,12 @@ pub struct OpaServer {
 impl OpaServer {
     pub fn start(policies: &Path) -> OpaServer {
         let tmp = tempfile::Builder::new().prefix("opa").tempdir_in("/tmp").expect("opa temp dir");
-        let mut server =
-            OpaServer { addr: "127.0.0.1:0".parse().expect("addr"), policies: policies.to_path_buf(), child: None, _tmp: tmp };
+        let mut server = OpaServer {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            policies: policies.to_path_buf(),
+            child: None,
+            _tmp: tmp,
+        };
         server.spawn();
         server
     }

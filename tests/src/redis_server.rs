@@ -63,7 +63,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server did not answer PING: {}", std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default());
+        panic!(
+            "redis-server did not answer PING: {}",
+            std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
+        );
     }
 
     /// Kill the server outright (no save, no goodbye to clients).

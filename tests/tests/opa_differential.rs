@@ -4,8 +4,8 @@
 //! way OPA can misbehave is a 503 with its own code, never an allow.
 
 use latchgate_broker::policy::{
-    Budgets, EmbeddedRego, OpaClient, PolicyAction, PolicyDecision, PolicyEgress, PolicyEngine, PolicyError, PolicyInput,
-    TrustVerdict,
+    Budgets, EmbeddedRego, OpaClient, PolicyAction, PolicyDecision, PolicyEgress, PolicyEngine, PolicyError,
+    PolicyInput, TrustVerdict,
 };
 use latchgate_core::action::{EgressProfile, RiskLevel};
 use latchgate_core::config::OpaConfig;
@@ -74,7 +74,9 @@ fn spread() -> Vec<(&'static str, PolicyInput)> {
         i.budgets_before.max_cost = Some(4);
         i.budgets_before.cost_used = 2;
     });
-    add("no limits at all", &|i| i.budgets_before = Budgets { calls_used: 7, max_calls: None, cost_used: 3, max_cost: None });
+    add("no limits at all", &|i| {
+        i.budgets_before = Budgets { calls_used: 7, max_calls: None, cost_used: 3, max_cost: None }
+    });
     add("approval required (high risk)", &|i| i.action.risk_level = RiskLevel::High);
     add("approval required (critical risk)", &|i| i.action.risk_level = RiskLevel::Critical);
     add("approval required (unresolved domain)", &|i| i.unresolved_domains = vec!["api.example.com".into()]);
@@ -105,7 +107,8 @@ fn generated(count: usize) -> Vec<PolicyInput> {
             );
             input.scopes = if next(4) == 0 { vec![] } else { input.scopes };
             input.trust.digest_verified = next(8) != 0;
-            input.requested_sinks = (0..next(3)).map(|_| sinks[next(sinks.len() as u64) as usize].to_string()).collect();
+            input.requested_sinks =
+                (0..next(3)).map(|_| sinks[next(sinks.len() as u64) as usize].to_string()).collect();
             if next(5) == 0 {
                 input.egress = PolicyEgress { profile: EgressProfile::None, allowed_domains: vec![] };
             }
@@ -163,7 +166,11 @@ async fn embedded_and_opa_engines_decide_identically() {
 
     let inputs = generated(300);
     for (n, input) in inputs.iter().enumerate() {
-        same(EmbeddedRego::evaluate(&embedded, input), http.evaluate(input).await, &format!("generated #{n}: {input:?}"));
+        same(
+            EmbeddedRego::evaluate(&embedded, input),
+            http.evaluate(input).await,
+            &format!("generated #{n}: {input:?}"),
+        );
     }
     let (decisions, connections) = opa.stats();
     assert!(decisions >= 300, "{decisions}");

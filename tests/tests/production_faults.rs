@@ -24,7 +24,8 @@ struct Setup {
 
 impl Setup {
     async fn client(&self, max_calls: Option<u64>) -> GateClient {
-        let mut client = GateClient::connect(self.dir.client_socket(), BASE, DpopKey::generate().unwrap()).await.unwrap();
+        let mut client =
+            GateClient::connect(self.dir.client_socket(), BASE, DpopKey::generate().unwrap()).await.unwrap();
         let budgets = LeaseBudgets { max_calls, max_cost_usd_cents: None };
         client.request_lease(&["http.fetch"], budgets).await.unwrap();
         client
@@ -117,7 +118,8 @@ async fn redis_and_opa_faults_fail_closed_and_the_gate_recovers() {
     assert_eq!((status, body["error"].as_str()), (503, Some("not_ready")), "{body}");
     assert_eq!(body["dependencies"]["state_store"]["up"], false, "{body}");
     // Documented: no lease while the state store is down (it carries the epoch and records the budget).
-    let mut newcomer = GateClient::connect(setup.dir.client_socket(), BASE, DpopKey::generate().unwrap()).await.unwrap();
+    let mut newcomer =
+        GateClient::connect(setup.dir.client_socket(), BASE, DpopKey::generate().unwrap()).await.unwrap();
     let err = newcomer.request_lease(&["http.fetch"], LeaseBudgets::default()).await.unwrap_err();
     assert_eq!(err.api_error_code(), Some("store_unavailable"), "{err}");
 
@@ -135,7 +137,11 @@ async fn redis_and_opa_faults_fail_closed_and_the_gate_recovers() {
     assert_eq!((status.as_u16(), body["error"].as_str()), (403, Some("budget_exhausted")), "{body}");
     redis.restart_empty();
     setup.recovers(&mut capped, "redis restarted empty").await;
-    assert_eq!(used_calls(&redis, &capped.lease().unwrap().session_id), Some(1), "a fresh budget from the lease's limits");
+    assert_eq!(
+        used_calls(&redis, &capped.lease().unwrap().session_id),
+        Some(1),
+        "a fresh budget from the lease's limits"
+    );
     assert_eq!(gate.children()["latchgate-broker"], broker, "the broker did not crash");
 
     // --- Redis slow: bounded 503s, no pile-up -------------------------------

@@ -63,7 +63,11 @@ fn serve_refuses_each_unsafe_setting_with_one_named_violation() {
         ("tcp_listener_without_unsafe_expose_http", "listen_tcp_addr = \"127.0.0.1:8080\"\n".into(), String::new()),
         ("response_schema_enforcement_warn", "response_schema_enforcement = \"warn\"\n".into(), String::new()),
         ("confinement_not_strict", "confinement = \"best_effort\"\n".into(), String::new()),
-        ("private_destinations_allowed", String::new(), "[egress]\nallow_private_destinations = [\"127.0.0.1:9\"]\n".into()),
+        (
+            "private_destinations_allowed",
+            String::new(),
+            "[egress]\nallow_private_destinations = [\"127.0.0.1:9\"]\n".into(),
+        ),
     ];
     for (id, top, tables) in &cases {
         write_production_config(&dir, redis, opa, top, tables);
@@ -81,7 +85,8 @@ fn serve_refuses_each_unsafe_setting_with_one_named_violation() {
     // Keys dir not written in the file: the gate would sign with keys from an implicit place.
     write_production_config(&dir, redis, opa, "", "");
     let text = std::fs::read_to_string(dir.config_path()).unwrap();
-    let without_keys: String = text.lines().filter(|l| *l != "[keys]" && !l.starts_with("dir = ")).map(|l| format!("{l}\n")).collect();
+    let without_keys: String =
+        text.lines().filter(|l| *l != "[keys]" && !l.starts_with("dir = ")).map(|l| format!("{l}\n")).collect();
     std::fs::write(dir.config_path(), without_keys).unwrap();
     let (code, _, stderr) = run_cli(&dir.config_path(), &["serve"], &[ACCEPT_DEVELOPMENT_BUILD]);
     assert_eq!((code, violation_ids(&stderr)), (1, vec!["key_paths_unset".to_string()]), "{stderr}");
@@ -100,7 +105,13 @@ fn serve_refuses_each_unsafe_setting_with_one_named_violation() {
     std::fs::remove_dir_all(&keys).unwrap();
 
     // Several at once: every one is named, not just the first.
-    write_production_config(&dir, redis, opa, "response_schema_enforcement = \"warn\"\n", "[identity]\nprovider = \"none\"\n");
+    write_production_config(
+        &dir,
+        redis,
+        opa,
+        "response_schema_enforcement = \"warn\"\n",
+        "[identity]\nprovider = \"none\"\n",
+    );
     let (code, _, stderr) = run_cli(&dir.config_path(), &["serve"], &[ACCEPT_DEVELOPMENT_BUILD]);
     assert_eq!(code, 1);
     assert_eq!(violation_ids(&stderr).len(), 2, "{stderr}");
@@ -126,7 +137,8 @@ fn serve_refuses_each_unsafe_setting_with_one_named_violation() {
 
 fn doctor(config: &Path) -> (i32, BTreeMap<String, (String, String)>, Value) {
     let (code, stdout, stderr) = run_cli(config, &["doctor", "--json"], &[ACCEPT_DEVELOPMENT_BUILD]);
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("doctor --json: {e}: {stdout}\n{stderr}"));
+    let report: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("doctor --json: {e}: {stdout}\n{stderr}"));
     let mut checks = BTreeMap::new();
     for check in report["checks"].as_array().expect("checks") {
         let id = check["id"].as_str().unwrap().to_string();
@@ -169,7 +181,8 @@ async fn clean_production_config_serves_and_doctor_names_each_broken_part() {
         log.contains("use egress proxy_allowlist but egress.proxy_url is not set") && log.contains("http_fetch"),
         "proxy warning missing: {log}"
     );
-    let mut agent = GateClient::connect(dir.client_socket(), "http://localhost:3000", DpopKey::generate().unwrap()).await.unwrap();
+    let mut agent =
+        GateClient::connect(dir.client_socket(), "http://localhost:3000", DpopKey::generate().unwrap()).await.unwrap();
     agent.request_lease(&["http.fetch"], LeaseBudgets::default()).await.unwrap();
 
     // --- a good set-up: no error anywhere --------------------------------------

@@ -15,12 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn config(redis: &RedisServer, prefix: &str) -> RedisConfig {
-    RedisConfig {
-        url: redis.url(),
-        key_prefix: prefix.to_string(),
-        connect_timeout_ms: 500,
-        command_timeout_ms: 300,
-    }
+    RedisConfig { url: redis.url(), key_prefix: prefix.to_string(), connect_timeout_ms: 500, command_timeout_ms: 300 }
 }
 
 async fn open(redis: &RedisServer, prefix: &str, mirror_dir: &Path) -> RedisStateStore {
@@ -94,7 +89,10 @@ async fn revoked_leases_stay_revoked_when_redis_loses_its_data() {
     // The same broker keeps the epoch and puts it back into Redis.
     let epoch = eventually("epoch after data loss", || store.revocation_epoch()).await;
     assert_eq!(epoch, revoked_below, "losing Redis's data must not resurrect revoked leases");
-    assert_eq!(redis.command(&["GET", "lost:revocation_epoch"]), format!("${}\r\n{epoch}\r\n", epoch.to_string().len()));
+    assert_eq!(
+        redis.command(&["GET", "lost:revocation_epoch"]),
+        format!("${}\r\n{epoch}\r\n", epoch.to_string().len())
+    );
     let fence = store.replay_fence().expect("the store knows its replay cache forgot");
     assert!(fence >= time::OffsetDateTime::now_utc().unix_timestamp() - 60, "fence is the time of the loss");
 

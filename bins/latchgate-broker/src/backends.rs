@@ -22,7 +22,8 @@ use std::sync::Arc;
 pub const STATE_FILE: &str = "state.db";
 
 pub async fn open_state_store(cfg: &LoadedConfig) -> Result<Arc<dyn StateStore>, ChildError> {
-    let sqlite = SqliteStateStore::open(&cfg.state_dir().join(STATE_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
+    let sqlite =
+        SqliteStateStore::open(&cfg.state_dir().join(STATE_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
     let Some(redis) = &cfg.config.redis else {
         return Ok(Arc::new(sqlite));
     };

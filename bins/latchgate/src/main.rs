@@ -95,7 +95,9 @@ fn supervise(config: &std::path::Path, first_run_allowed: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if first_run_allowed && cfg.config.mode == Mode::Production {
-        tracing::warn!("mode = \"production\" under `latchgate up`: the production-safety checks of `latchgate serve` are skipped");
+        tracing::warn!(
+            "mode = \"production\" under `latchgate up`: the production-safety checks of `latchgate serve` are skipped"
+        );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

@@ -29,8 +29,8 @@ use latchgate_broker::policy::EmbeddedRego;
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -98,7 +98,9 @@ type HttpResponse = Response<Full<Bytes>>;
 fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
-    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     response
 }
 
@@ -125,7 +127,9 @@ async fn handle(server: Arc<Server>, request: Request<Incoming>) -> Result<HttpR
                 "connections": server.connections.load(Ordering::SeqCst),
             }),
         ),
-        (&Method::GET, "/health") => misbehave(&server).await.unwrap_or_else(|| json_response(StatusCode::OK, &json!({}))),
+        (&Method::GET, "/health") => {
+            misbehave(&server).await.unwrap_or_else(|| json_response(StatusCode::OK, &json!({})))
+        }
         (&Method::POST, data) if data.starts_with("/v1/data/") => {
             server.decisions.fetch_add(1, Ordering::SeqCst);
             match misbehave(&server).await {
@@ -149,8 +153,11 @@ async fn misbehave(server: &Server) -> Option<HttpResponse> {
         }
         Mode::Fail => Some(json_response(StatusCode::INTERNAL_SERVER_ERROR, &json!({"code": "internal_error"}))),
         Mode::Garbage => {
-            let mut response = Response::new(Full::new(Bytes::from_static(b"<html><body>502 Bad Gateway</body></html>")));
-            response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/html"));
+            let mut response =
+                Response::new(Full::new(Bytes::from_static(b"<html><body>502 Bad Gateway</body></html>")));
+            response
+                .headers_mut()
+                .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/html"));
             Some(response)
         }
         Mode::Normal | Mode::IllTyped | Mode::Undefined | Mode::Widening => None,
@@ -162,13 +169,19 @@ fn decide(server: &Server, path: &str, body: &[u8]) -> HttpResponse {
         return json_response(StatusCode::OK, &json!({}));
     }
     let Ok(request) = serde_json::from_slice::<Value>(body) else {
-        return json_response(StatusCode::BAD_REQUEST, &json!({"code": "invalid_parameter", "message": "body is not JSON"}));
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"code": "invalid_parameter", "message": "body is not JSON"}),
+        );
     };
     let input = request.get("input").cloned().unwrap_or(Value::Null);
     let result = match server.engine.evaluate_raw(&input) {
         Ok(result) => result,
         Err(e) => {
-            return json_response(StatusCode::INTERNAL_SERVER_ERROR, &json!({"code": "internal_error", "message": e.to_string()}));
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({"code": "internal_error", "message": e.to_string()}),
+            );
         }
     };
     match (server.mode(), result) {

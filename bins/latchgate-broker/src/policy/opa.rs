@@ -82,9 +82,8 @@ impl OpaClient {
                 .to_bytes();
             Ok::<_, PolicyError>((status, body))
         };
-        let (status, body) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| PolicyError::Timeout(self.timeout))??;
+        let (status, body) =
+            tokio::time::timeout(self.timeout, exchange).await.map_err(|_| PolicyError::Timeout(self.timeout))??;
         let result = decision_result(status, &body)?;
         PolicyDecision::from_engine_value(result, input)
     }
@@ -98,11 +97,10 @@ fn decision_result(status: http::StatusCode, body: &[u8]) -> Result<serde_json::
     if status != http::StatusCode::OK {
         return Err(PolicyError::InvalidResponse(format!("OPA answered HTTP {status}")));
     }
-    let answer: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| PolicyError::InvalidResponse(format!("OPA answer is not JSON: {e}")))?;
-    let object = answer
-        .as_object()
-        .ok_or_else(|| PolicyError::InvalidResponse("OPA answer is not a JSON object".into()))?;
+    let answer: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| PolicyError::InvalidResponse(format!("OPA answer is not JSON: {e}")))?;
+    let object =
+        answer.as_object().ok_or_else(|| PolicyError::InvalidResponse("OPA answer is not a JSON object".into()))?;
     object.get("result").cloned().ok_or_else(|| {
         PolicyError::InvalidResponse(
             "OPA answer has no result: data.latchgate.decision is undefined (is latchgate.rego loaded?)".into(),

@@ -40,9 +40,7 @@ use redis::{RedisResult, Script};
 
 use latchgate_core::config::{RedisConfig, redis_endpoint};
 
-use super::{
-    BudgetLimits, BudgetSnapshot, DebitOutcome, SqliteStateStore, StateError, StateFuture, StateStore,
-};
+use super::{BudgetLimits, BudgetSnapshot, DebitOutcome, SqliteStateStore, StateError, StateFuture, StateStore};
 
 /// Lua numbers are doubles: counters and limits are kept below 2^53.
 const MAX_COUNTER: u64 = (1 << 53) - 1;
@@ -352,7 +350,13 @@ impl StateStore for RedisStateStore {
             self.first_use().await?;
             let floor = counter(self.floor.load(Ordering::SeqCst));
             let bumped: i64 = self
-                .script(StateError::StoreUnavailable, "epoch bump", &self.scripts.epoch_bump, self.epoch_key(), &[floor])
+                .script(
+                    StateError::StoreUnavailable,
+                    "epoch bump",
+                    &self.scripts.epoch_bump,
+                    self.epoch_key(),
+                    &[floor],
+                )
                 .await?;
             let bumped = u64::try_from(bumped)
                 .map_err(|_| StateError::StoreUnavailable(format!("redis answered a negative epoch {bumped}")))?;
@@ -387,7 +391,8 @@ impl StateStore for RedisStateStore {
                 return Ok(None);
             }
             let values: Option<Vec<i64>> = values.into_iter().collect();
-            let values = values.ok_or_else(|| StateError::BudgetStoreUnavailable("budget hash is incomplete".into()))?;
+            let values =
+                values.ok_or_else(|| StateError::BudgetStoreUnavailable("budget hash is incomplete".into()))?;
             self.snapshot_from(&values).map(Some).map_err(StateError::BudgetStoreUnavailable)
         })
     }
@@ -396,8 +401,9 @@ impl StateStore for RedisStateStore {
         Box::pin(async move {
             let key = self.key("budget", session_id);
             let args = [counter(calls), counter(cost_cents)];
-            let answer: Vec<i64> =
-                self.script(StateError::BudgetStoreUnavailable, "debit", &self.scripts.budget_debit, key, &args).await?;
+            let answer: Vec<i64> = self
+                .script(StateError::BudgetStoreUnavailable, "debit", &self.scripts.budget_debit, key, &args)
+                .await?;
             let Some((status, values)) = answer.split_first() else {
                 return Err(StateError::BudgetStoreUnavailable("debit script answered nothing".into()));
             };
@@ -417,8 +423,9 @@ impl StateStore for RedisStateStore {
         Box::pin(async move {
             let key = self.key("budget", session_id);
             let args = [counter(calls), counter(cost_cents)];
-            let _refunded: i64 =
-                self.script(StateError::BudgetStoreUnavailable, "refund", &self.scripts.budget_refund, key, &args).await?;
+            let _refunded: i64 = self
+                .script(StateError::BudgetStoreUnavailable, "refund", &self.scripts.budget_refund, key, &args)
+                .await?;
             Ok(())
         })
     }

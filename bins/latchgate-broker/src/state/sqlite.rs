@@ -175,7 +175,10 @@ impl SqliteStateStore {
 }
 
 /// Runs `op` with `synchronous=FULL` (an fsync per commit), then back to NORMAL.
-fn with_full_sync<T>(conn: &mut Connection, op: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+fn with_full_sync<T>(
+    conn: &mut Connection,
+    op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     conn.execute_batch("PRAGMA synchronous = FULL")?;
     let result = op(conn);
     let restored = conn.execute_batch("PRAGMA synchronous = NORMAL");

@@ -31,7 +31,12 @@ pub fn checks(ctx: &Context) -> Vec<Check> {
         out.push(Check::ok("config.production_safety", "passes every production-safety check of `latchgate serve`"));
     }
     for v in violations {
-        out.push(Check::problem(ctx, format!("config.safety.{}", v.id), format!("{}: {}", v.field, v.message), v.remediation));
+        out.push(Check::problem(
+            ctx,
+            format!("config.safety.{}", v.id),
+            format!("{}: {}", v.field, v.message),
+            v.remediation,
+        ));
     }
     out
 }

@@ -14,7 +14,9 @@ const READYZ_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn checks(ctx: &Context) -> Vec<Check> {
     let Some(cfg) = &ctx.cfg else { return Vec::new() };
     let mut out = vec![match cfg.config.confinement {
-        Confinement::Strict => Check::ok("confinement.mode", "confinement = \"strict\": no process starts with a missing layer"),
+        Confinement::Strict => {
+            Check::ok("confinement.mode", "confinement = \"strict\": no process starts with a missing layer")
+        }
         Confinement::BestEffort => Check::problem(
             ctx,
             "confinement.mode",
@@ -31,12 +33,19 @@ pub async fn checks(ctx: &Context) -> Vec<Check> {
     let Ok(Some(body)) = tokio::time::timeout(READYZ_TIMEOUT, readyz).await else {
         out.push(Check::skip(
             "confinement.processes",
-            format!("the gate is not running at {}: live confinement not checked (kernel.* shows what this host enforces)", socket.display()),
+            format!(
+                "the gate is not running at {}: live confinement not checked (kernel.* shows what this host enforces)",
+                socket.display()
+            ),
         ));
         return out;
     };
     let Some(processes) = body.get("processes").and_then(|p| p.as_object()) else {
-        out.push(Check::warn("confinement.processes", format!("/readyz answered without a process list: {body}"), "is this a LatchGate socket?"));
+        out.push(Check::warn(
+            "confinement.processes",
+            format!("/readyz answered without a process list: {body}"),
+            "is this a LatchGate socket?",
+        ));
         return out;
     };
     for (role, process) in processes {
@@ -45,9 +54,18 @@ pub async fn checks(ctx: &Context) -> Vec<Check> {
         let up = process.get("up").and_then(|u| u.as_bool()).unwrap_or(false);
         let degraded = process.get("degraded").and_then(|d| d.as_bool()).unwrap_or(true);
         out.push(if !up {
-            Check::error(&id, format!("{role} is down: {}", process.get("error").and_then(|e| e.as_str()).unwrap_or("no answer")), "see the supervisor log")
+            Check::error(
+                &id,
+                format!("{role} is down: {}", process.get("error").and_then(|e| e.as_str()).unwrap_or("no answer")),
+                "see the supervisor log",
+            )
         } else if degraded {
-            Check::problem(ctx, &id, format!("{role} runs DEGRADED: {summary}"), "run on a kernel with every layer (see kernel.*), with confinement = \"strict\"")
+            Check::problem(
+                ctx,
+                &id,
+                format!("{role} runs DEGRADED: {summary}"),
+                "run on a kernel with every layer (see kernel.*), with confinement = \"strict\"",
+            )
         } else {
             Check::ok(&id, format!("{role}: {summary}"))
         });

@@ -64,7 +64,10 @@ pub fn checks(ctx: &Context) -> Vec<Check> {
     }
     let violations = key_file_violations(&dir);
     if violations.is_empty() {
-        out.push(Check::ok("keys.permissions", format!("{} and its files are private to their owner (0700/0600)", dir.display())));
+        out.push(Check::ok(
+            "keys.permissions",
+            format!("{} and its files are private to their owner (0700/0600)", dir.display()),
+        ));
     }
     for v in violations {
         out.push(Check::error("keys.permissions", format!("{}: {}", v.field, v.message), v.remediation));

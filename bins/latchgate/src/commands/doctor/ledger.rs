@@ -12,25 +12,56 @@ pub fn checks(ctx: &Context) -> Vec<Check> {
     let path = cfg.state_dir().join(LEDGER_FILE);
     match std::fs::metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return vec![Check::skip("ledger.schema", format!("no ledger at {} yet (the broker creates it at first start)", path.display()))];
+            return vec![Check::skip(
+                "ledger.schema",
+                format!("no ledger at {} yet (the broker creates it at first start)", path.display()),
+            )];
         }
-        Err(e) => return vec![Check::warn("ledger.schema", format!("{} cannot be inspected: {e}", path.display()), "run latchgate doctor as root")],
+        Err(e) => {
+            return vec![Check::warn(
+                "ledger.schema",
+                format!("{} cannot be inspected: {e}", path.display()),
+                "run latchgate doctor as root",
+            )];
+        }
         Ok(_) => {}
     }
     let reader = match LedgerReader::open(&path) {
         Ok(reader) => reader,
         Err(e @ LedgerError::SchemaTooNew { .. }) => {
-            return vec![Check::error("ledger.schema", format!("{}: {e}", path.display()), "use the latchgate binary that wrote this ledger, or newer")];
+            return vec![Check::error(
+                "ledger.schema",
+                format!("{}: {e}", path.display()),
+                "use the latchgate binary that wrote this ledger, or newer",
+            )];
         }
-        Err(e) => return vec![Check::error("ledger.schema", format!("{} cannot be opened: {e}", path.display()), "run as root; if it persists the file is damaged: keep it as evidence")],
+        Err(e) => {
+            return vec![Check::error(
+                "ledger.schema",
+                format!("{} cannot be opened: {e}", path.display()),
+                "run as root; if it persists the file is damaged: keep it as evidence",
+            )];
+        }
     };
-    let version = reader.with_connection(|c| Ok(c.query_row("SELECT version FROM schema_version", [], |r| r.get::<_, i64>(0))?));
+    let version =
+        reader.with_connection(|c| Ok(c.query_row("SELECT version FROM schema_version", [], |r| r.get::<_, i64>(0))?));
     let mut out = vec![match version {
-        Ok(v) => Check::ok("ledger.schema", format!("{} has schema version {v} (this binary supports up to {SCHEMA_VERSION})", path.display())),
-        Err(e) => return vec![Check::error("ledger.schema", format!("schema version unreadable: {e}"), "keep the file as evidence; restore from backup")],
+        Ok(v) => Check::ok(
+            "ledger.schema",
+            format!("{} has schema version {v} (this binary supports up to {SCHEMA_VERSION})", path.display()),
+        ),
+        Err(e) => {
+            return vec![Check::error(
+                "ledger.schema",
+                format!("schema version unreadable: {e}"),
+                "keep the file as evidence; restore from backup",
+            )];
+        }
     }];
     let keys_path = cfg.key_dir().join(RECEIPT_KEY_HISTORY_FILE);
-    let keys = std::fs::read_to_string(&keys_path).ok().and_then(|jwks| latchgate_core::receipt::receipt_keys_from_jwks(&jwks).ok());
+    let keys = std::fs::read_to_string(&keys_path)
+        .ok()
+        .and_then(|jwks| latchgate_core::receipt::receipt_keys_from_jwks(&jwks).ok());
     if keys.is_none() {
         out.push(Check::warn(
             "ledger.receipt_keys",
@@ -53,7 +84,11 @@ pub fn checks(ctx: &Context) -> Vec<Check> {
             format!("LEDGER BROKEN at seq {:?}: {}", b.seq, b.reason),
             "keep this file as evidence and run latchgate verify for the details; trust nothing from that event on",
         ),
-        Err(e) => Check::error("ledger.chain", format!("the chain could not be walked: {e}"), "run latchgate verify for the details"),
+        Err(e) => Check::error(
+            "ledger.chain",
+            format!("the chain could not be walked: {e}"),
+            "run latchgate verify for the details",
+        ),
     });
     out
 }

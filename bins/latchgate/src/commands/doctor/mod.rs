@@ -6,8 +6,8 @@
 //! a remediation. A check that has nothing to look at says `skip`, never a
 //! made-up `ok`. Exit status 1 when any check is an error, else 0.
 
-mod confinement;
 mod config;
+mod confinement;
 mod egress;
 mod kernel;
 mod keys;
@@ -91,12 +91,7 @@ impl Check {
 
     /// `error` on a production config, `warn` otherwise: what production
     /// forbids is worth knowing about on a development gate too.
-    pub fn problem(
-        ctx: &Context,
-        id: impl Into<String>,
-        message: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Check {
+    pub fn problem(ctx: &Context, id: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Check {
         let check = Check::error(id, message, fix);
         if ctx.production() { check } else { Check { status: Status::Warn, ..check } }
     }

@@ -19,7 +19,11 @@ pub async fn checks(ctx: &Context) -> Vec<Check> {
                     engine.policy_version().unwrap_or_default()
                 ),
             ),
-            Err(e) => Check::error("policy_engine.embedded", e.to_string(), "fix latchgate.rego / data.json (make test runs the Rego unit tests)"),
+            Err(e) => Check::error(
+                "policy_engine.embedded",
+                e.to_string(),
+                "fix latchgate.rego / data.json (make test runs the Rego unit tests)",
+            ),
         }];
     };
     let client = match OpaClient::new(opa) {
@@ -34,10 +38,16 @@ pub async fn checks(ctx: &Context) -> Vec<Check> {
                 latchgate_core::error::ErrorCode::PolicyEngineInvalidResponse => {
                     "load policies/latchgate.rego and data.json into OPA (POST /v1/data/latchgate/decision must answer a decision)"
                 }
-                latchgate_core::error::ErrorCode::PolicyEngineTimeout => "OPA is too slow: check its load, or raise [opa] timeout_ms",
+                latchgate_core::error::ErrorCode::PolicyEngineTimeout => {
+                    "OPA is too slow: check its load, or raise [opa] timeout_ms"
+                }
                 _ => "start OPA, or correct [opa] url",
             };
-            return vec![Check::error("policy_engine.opa", format!("OPA at {endpoint}: {e} [{}]", e.error_code()), fix)];
+            return vec![Check::error(
+                "policy_engine.opa",
+                format!("OPA at {endpoint}: {e} [{}]", e.error_code()),
+                fix,
+            )];
         }
     };
     let mut out = vec![Check::ok(
@@ -47,7 +57,10 @@ pub async fn checks(ctx: &Context) -> Vec<Check> {
     if let Ok(engine) = local {
         let mine = engine.policy_version().unwrap_or_default();
         out.push(if mine == version {
-            Check::ok("policy_engine.version", format!("OPA runs the policy version of {} ({mine})", cfg.policies_dir().display()))
+            Check::ok(
+                "policy_engine.version",
+                format!("OPA runs the policy version of {} ({mine})", cfg.policies_dir().display()),
+            )
         } else {
             Check::warn(
                 "policy_engine.version",

@@ -10,7 +10,10 @@ use super::{Check, Context};
 pub async fn checks(ctx: &Context) -> Vec<Check> {
     let Some(cfg) = &ctx.cfg else { return Vec::new() };
     let Some(redis) = &cfg.config.redis else {
-        return vec![Check::skip("state_store.redis", "no [redis]: the embedded SQLite state store (state.db) is used")];
+        return vec![Check::skip(
+            "state_store.redis",
+            "no [redis]: the embedded SQLite state store (state.db) is used",
+        )];
     };
     // The doctor never writes the broker's state.db: a scratch epoch mirror will do.
     let scratch = match tempfile::tempdir() {
@@ -23,7 +26,9 @@ pub async fn checks(ctx: &Context) -> Vec<Check> {
     };
     let store = match store {
         Ok(store) => store,
-        Err(e) => return vec![Check::error("state_store.redis", e.to_string(), "correct [redis] url in latchgate.toml")],
+        Err(e) => {
+            return vec![Check::error("state_store.redis", e.to_string(), "correct [redis] url in latchgate.toml")];
+        }
     };
     let endpoint = store.endpoint();
     if let Err(e) = store.probe().await {
@@ -38,7 +43,10 @@ pub async fn checks(ctx: &Context) -> Vec<Check> {
         Ok(p) if p.aof_enabled => Check::ok("state_store.persistence", "Redis persists every write (appendonly yes)"),
         Ok(p) if p.is_durable() => Check::warn(
             "state_store.persistence",
-            format!("Redis saves RDB snapshots only (save \"{}\"): a crash loses the writes since the last one", p.rdb_save.unwrap_or_default()),
+            format!(
+                "Redis saves RDB snapshots only (save \"{}\"): a crash loses the writes since the last one",
+                p.rdb_save.unwrap_or_default()
+            ),
             "set appendonly yes in redis.conf",
         ),
         Ok(p) => Check::warn(
@@ -50,7 +58,11 @@ pub async fn checks(ctx: &Context) -> Vec<Check> {
             ),
             "set appendonly yes in redis.conf",
         ),
-        Err(e) => Check::warn("state_store.persistence", format!("cannot read Redis persistence: {e}"), "allow INFO for the gate's Redis user"),
+        Err(e) => Check::warn(
+            "state_store.persistence",
+            format!("cannot read Redis persistence: {e}"),
+            "allow INFO for the gate's Redis user",
+        ),
     });
     out
 }
