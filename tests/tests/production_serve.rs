@@ -35,10 +35,10 @@ fn violation_ids(stderr: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether the `latchgate` binary under test carries the test-only escape probe
-/// (built together with the test targets) — read from the binary itself.
+/// Whether the build under test carries the test-only escape probe, read from
+/// a child binary of the same build (only its code path logs this line).
 fn binary_has_escape_probe() -> bool {
-    let bytes = std::fs::read(bin_dir().join("latchgate")).expect("read latchgate binary");
+    let bytes = std::fs::read(bin_dir().join("latchgate-broker")).expect("read latchgate-broker binary");
     let needle = b"TEST-ONLY escape probe listening";
     bytes.windows(needle.len()).any(|w| w == needle)
 }

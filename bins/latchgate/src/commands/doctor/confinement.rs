@@ -40,6 +40,13 @@ pub async fn checks(ctx: &Context) -> Vec<Check> {
         ));
         return out;
     };
+    out.extend(live_checks(ctx, &body));
+    out
+}
+
+/// Checks from a `/readyz` answer: one per process, naming every degraded layer.
+fn live_checks(ctx: &Context, body: &serde_json::Value) -> Vec<Check> {
+    let mut out = Vec::new();
     let Some(processes) = body.get("processes").and_then(|p| p.as_object()) else {
         out.push(Check::warn(
             "confinement.processes",
@@ -71,4 +78,44 @@ pub async fn checks(ctx: &Context) -> Vec<Check> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::doctor::Status;
+
+    fn context(mode: &str) -> (tempfile::TempDir, Context) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latchgate.toml");
+        let extra =
+            if mode == "production" { "[redis]\nurl = \"redis://r\"\n[opa]\nurl = \"http://o:8181\"\n" } else { "" };
+        std::fs::write(&path, format!("mode = \"{mode}\"\n{extra}")).unwrap();
+        let ctx = Context::load(&path);
+        assert!(ctx.cfg.is_some());
+        (dir, ctx)
+    }
+
+    #[test]
+    fn a_degraded_layer_is_named_per_process() {
+        let body = serde_json::json!({"processes": {
+            "front": {"up": true, "degraded": false, "confinement": "uid 1, seccomp enforced"},
+            "executor": {"up": true, "degraded": true, "confinement": "landlock DEGRADED (landlock ABI 3: no TCP port rules)"},
+            "signer": {"up": false, "error": "ipc_closed"},
+        }});
+        for (mode, degraded_status) in [("embedded", Status::Warn), ("production", Status::Error)] {
+            let (_dir, ctx) = context(mode);
+            let checks = live_checks(&ctx, &body);
+            let by_id = |id: &str| checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("{id}: {checks:?}"));
+            assert_eq!(by_id("confinement.front").status, Status::Ok);
+            let executor = by_id("confinement.executor");
+            assert_eq!(executor.status, degraded_status, "{mode}");
+            assert!(
+                executor.message.contains("DEGRADED") && executor.message.contains("ABI 3"),
+                "{}",
+                executor.message
+            );
+            assert_eq!(by_id("confinement.signer").status, Status::Error);
+        }
+    }
 }
