@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// OPA timeout the tests configure.
+pub const OPA_TIMEOUT_MS: u64 = 2_000;
+
 pub struct OpaServer {
     pub addr: SocketAddr,
     policies: PathBuf,
@@ -74,9 +77,10 @@ impl OpaServer {
         format!("http://{}", self.addr)
     }
 
-    /// `[opa]` config for the gate.
+    /// `[opa]` config for the gate (the timeout is generous for a loaded test
+    /// machine; the product default is 1 s).
     pub fn config(&self) -> String {
-        format!("[opa]\nurl = \"{}\"\ntimeout_ms = 1000\n", self.url())
+        format!("[opa]\nurl = \"{}\"\ntimeout_ms = {OPA_TIMEOUT_MS}\n", self.url())
     }
 
     /// `normal`, `hang`, `fail`, `garbage`, `ill_typed`, `undefined` or `widening`.

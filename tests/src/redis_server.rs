@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Redis timeouts the tests configure (see [`RedisServer::config`]).
+pub const COMMAND_TIMEOUT_MS: u64 = 2_000;
+
 pub struct RedisServer {
     pub dir: PathBuf,
     pub socket: PathBuf,
@@ -35,8 +38,13 @@ impl RedisServer {
     }
 
     /// `[redis]` config for the gate, with a key prefix of the test's choice.
+    /// Timeouts are generous for a loaded test machine, and still far below
+    /// the `DEBUG SLEEP`s the tests use to play a stuck Redis.
     pub fn config(&self, key_prefix: &str) -> String {
-        format!("[redis]\nurl = \"{}\"\nkey_prefix = \"{key_prefix}\"\n", self.url())
+        format!(
+            "[redis]\nurl = \"{}\"\nkey_prefix = \"{key_prefix}\"\nconnect_timeout_ms = {COMMAND_TIMEOUT_MS}\ncommand_timeout_ms = {COMMAND_TIMEOUT_MS}\n",
+            self.url()
+        )
     }
 
     fn spawn(&mut self) {

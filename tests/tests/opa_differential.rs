@@ -10,11 +10,11 @@ use latchgate_broker::policy::{
 use latchgate_core::action::{EgressProfile, RiskLevel};
 use latchgate_core::config::OpaConfig;
 use latchgate_core::error::ErrorCode;
-use latchgate_tests::opa_server::OpaServer;
+use latchgate_tests::opa_server::{OPA_TIMEOUT_MS, OpaServer};
 use latchgate_tests::repo_root;
 
 fn client(opa: &OpaServer) -> OpaClient {
-    OpaClient::new(&OpaConfig { url: opa.url(), timeout_ms: 1000 }).unwrap()
+    OpaClient::new(&OpaConfig { url: opa.url(), timeout_ms: OPA_TIMEOUT_MS }).unwrap()
 }
 
 fn base(principal: &str, action: &str, risk: RiskLevel) -> PolicyInput {
@@ -194,7 +194,7 @@ async fn every_opa_failure_is_a_503_with_its_own_code() {
         ("widening", ErrorCode::PolicyEngineInvalidResponse),
     ] {
         opa.set_mode(mode);
-        // `hang` never answers: getting an answer at all proves the 1 s bound.
+        // `hang` never answers: getting an answer at all proves the timeout bounds the call.
         let err = http.evaluate(&input).await.expect_err(mode);
         assert_eq!(err.error_code(), code, "{mode}: {err}");
         assert_eq!(code.http_status(), 503);

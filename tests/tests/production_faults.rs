@@ -8,7 +8,7 @@
 
 use latchgate_client::{DpopKey, GateClient, LeaseBudgets};
 use latchgate_tests::opa_server::OpaServer;
-use latchgate_tests::redis_server::RedisServer;
+use latchgate_tests::redis_server::{COMMAND_TIMEOUT_MS, RedisServer};
 use latchgate_tests::{Gate, GateDir, HttpTarget, get, principal_config, repo_root, wait_for_status};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -27,7 +27,9 @@ impl Setup {
         let mut client =
             GateClient::connect(self.dir.client_socket(), BASE, DpopKey::generate().unwrap()).await.unwrap();
         let budgets = LeaseBudgets { max_calls, max_cost_usd_cents: None };
-        client.request_lease(&["http.fetch"], budgets).await.unwrap();
+        if let Err(e) = client.request_lease(&["http.fetch"], budgets).await {
+            panic!("lease refused: {e}\n{}", self.dir.log("gate"));
+        }
         client
     }
 
@@ -151,7 +153,7 @@ async fn redis_and_opa_faults_fail_closed_and_the_gate_recovers() {
     }
     let (hits, intents) = (setup.target.hits(), setup.intents());
     let clients_before = redis.connected_clients();
-    let sleeper = redis.sleep_in_background(8.0);
+    let sleeper = redis.sleep_in_background(4.0 * COMMAND_TIMEOUT_MS as f64 / 1000.0);
     let calls: Vec<_> = agents
         .into_iter()
         .map(|mut client| {

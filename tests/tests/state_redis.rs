@@ -9,13 +9,18 @@ use latchgate_broker::state::{
 };
 use latchgate_core::config::RedisConfig;
 use latchgate_core::error::ErrorCode;
-use latchgate_tests::redis_server::RedisServer;
+use latchgate_tests::redis_server::{COMMAND_TIMEOUT_MS, RedisServer};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn config(redis: &RedisServer, prefix: &str) -> RedisConfig {
-    RedisConfig { url: redis.url(), key_prefix: prefix.to_string(), connect_timeout_ms: 500, command_timeout_ms: 300 }
+    RedisConfig {
+        url: redis.url(),
+        key_prefix: prefix.to_string(),
+        connect_timeout_ms: COMMAND_TIMEOUT_MS,
+        command_timeout_ms: COMMAND_TIMEOUT_MS,
+    }
 }
 
 async fn open(redis: &RedisServer, prefix: &str, mirror_dir: &Path) -> RedisStateStore {
@@ -145,7 +150,7 @@ async fn slow_redis_answers_within_the_command_timeout_without_pile_up() {
     store.probe().await.unwrap();
     let before = redis.connected_clients();
 
-    let sleeper = redis.sleep_in_background(6.0);
+    let sleeper = redis.sleep_in_background(4.0 * COMMAND_TIMEOUT_MS as f64 / 1000.0);
     let mut calls = Vec::new();
     for i in 0..64 {
         let store = store.clone();
