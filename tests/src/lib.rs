@@ -117,9 +117,14 @@ impl Gate {
 
     /// Start with extra environment variables (inherited by every child).
     pub fn start_with_env(dir: &GateDir, env: &[(&str, &str)]) -> Gate {
+        Self::start_subcommand(dir, "up", env)
+    }
+
+    /// `latchgate <subcommand> --config <the dir's config>` (`up` or `serve`), logging to `gate.log`.
+    pub fn start_subcommand(dir: &GateDir, subcommand: &str, env: &[(&str, &str)]) -> Gate {
         let log = std::fs::File::create(dir.log_path("gate")).expect("log file");
         let supervisor = Command::new(bin_dir().join("latchgate"))
-            .args(["up", "--config"])
+            .args([subcommand, "--config"])
             .arg(dir.config_path())
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -128,7 +133,7 @@ impl Gate {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .expect("start latchgate up");
+            .unwrap_or_else(|e| panic!("start latchgate {subcommand}: {e}"));
         reap_when_gone(supervisor.id());
         Gate { supervisor }
     }

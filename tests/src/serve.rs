@@ -15,20 +15,7 @@ pub const ACCEPT_DEVELOPMENT_BUILD: (&str, &str) = (ACCEPT_DEVELOPMENT_BUILD_ENV
 
 /// Start `latchgate serve` on the directory's config.
 pub fn start_serve(dir: &GateDir, env: &[(&str, &str)]) -> Gate {
-    let log = std::fs::File::create(dir.log_path("gate")).expect("log file");
-    let supervisor = Command::new(bin_dir().join("latchgate"))
-        .args(["serve", "--config"])
-        .arg(dir.config_path())
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start latchgate serve");
-    reap_when_gone(supervisor.id());
-    Gate { supervisor }
+    Gate::start_subcommand(dir, "serve", env)
 }
 
 /// Run `latchgate <args> --config <config>` to completion: (exit code, stdout, stderr).
