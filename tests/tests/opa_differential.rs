@@ -165,6 +165,12 @@ async fn embedded_and_opa_engines_decide_identically() {
     assert!(approvals >= 3, "approval-required cases were not decided as such");
 
     let inputs = generated(300);
+    let started = std::time::Instant::now();
+    for input in &inputs {
+        let _ = http.evaluate(input).await;
+    }
+    // Reported, not asserted (speed is `make bench`'s job).
+    eprintln!("OPA over HTTP (pooled, loopback): {:?} per decision", started.elapsed() / inputs.len() as u32);
     for (n, input) in inputs.iter().enumerate() {
         same(
             EmbeddedRego::evaluate(&embedded, input),
@@ -173,8 +179,13 @@ async fn embedded_and_opa_engines_decide_identically() {
         );
     }
     let (decisions, connections) = opa.stats();
-    assert!(decisions >= 300, "{decisions}");
-    assert!(connections <= 4, "{decisions} sequential decisions used {connections} connections: no pooling");
+    assert!(decisions >= 600, "{decisions}");
+    // Kept-alive connections are reused: without a pool every decision would open one. (A few more than
+    // one appear when a request checks out before the previous connection is back in the pool.)
+    assert!(
+        connections * 20 <= decisions,
+        "{decisions} sequential decisions used {connections} connections: no pooling"
+    );
     assert_eq!(http.probe().await.unwrap(), embedded.probe().await.unwrap(), "same policy version");
 }
 
