@@ -128,6 +128,16 @@ sink_allowed(sink) if {
 	endswith(sink, trim_prefix(domain, "*"))
 }
 
+# Hosts an operator allowed for this action beyond its manifest (learned
+# egress domains, `latchgate egress allow`): exact names only, and only for an
+# action that has network egress at all (the profile check below).
+operator_allowed_domains := object.get(object.get(config, "egress_allow", {}), input.action.id, [])
+
+sink_allowed(sink) if {
+	some domain in operator_allowed_domains
+	domain == sink
+}
+
 ok_egress if {
 	input.egress.profile == "none"
 	count(input.requested_sinks) == 0

@@ -120,6 +120,26 @@ test_wildcard_domain_requires_a_label_boundary if {
 	d.deny_reason == "egress_not_allowed"
 }
 
+test_operator_allowed_domain_passes_for_its_action_only if {
+	allowed := object.union(fixture_data, {"egress_allow": {"http_fetch": ["new.example.org"]}})
+	d := decision with input as object.union(base_input, {"requested_sinks": ["new.example.org"]})
+		with data.policy_data as allowed
+	d.allow == true
+	d.allowed_sinks == ["new.example.org"]
+	# The manifest's domains are what approved_egress reports; the grant carries the sink.
+	d.approved_egress.allowed_domains == ["example.com", "*.example.com"]
+	other := object.union(base_input, {"requested_sinks": ["new.example.org"], "action": {"id": "http_post", "version": "1", "risk_level": "low"}})
+	e := decision with input as other with data.policy_data as object.union(allowed, {"acl": {"alice": ["http_post"]}})
+	e.deny_reason == "egress_not_allowed"
+}
+
+test_operator_allowed_domain_never_opens_a_no_egress_action if {
+	allowed := object.union(fixture_data, {"egress_allow": {"http_fetch": ["new.example.org"]}})
+	d := decision with input as object.union(base_input, {"requested_sinks": ["new.example.org"], "egress": {"profile": "none", "allowed_domains": []}})
+		with data.policy_data as allowed
+	d.deny_reason == "egress_not_allowed"
+}
+
 test_no_egress_profile_refuses_any_sink if {
 	d := decide({"egress": {"profile": "none", "allowed_domains": []}})
 	d.deny_reason == "egress_not_allowed"

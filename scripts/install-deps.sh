@@ -20,6 +20,9 @@ fi
 if [ "$what" = test ]; then
   want redis-server squid
   want rustc-web cargo-web rust-web-src python3 python3-venv iproute2
+  # systemd-analyze verify/security, systemd-sysusers and systemd-tmpfiles for the
+  # unit tests (systemd need not run); setpriv starts the binaries as the units do.
+  want systemd util-linux
 fi
 
 updated=0

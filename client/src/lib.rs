@@ -6,10 +6,12 @@
 pub mod dpop_key;
 pub mod error;
 pub mod gate_client;
+pub mod operator_client;
 pub mod uds_http;
 
 pub use dpop_key::DpopKey;
 pub use error::ClientError;
 pub use gate_client::{GateClient, Lease};
 pub use latchgate_core::jose::LeaseBudgets;
+pub use operator_client::OperatorClient;
 pub use uds_http::{UdsHttp, UdsResponse};

@@ -92,6 +92,167 @@ pub struct Config {
     pub listen_tcp_addr: Option<std::net::SocketAddr>,
     /// Acknowledges that `listen_tcp_addr` exposes the gate without peercred.
     pub unsafe_expose_http: bool,
+    /// Human approvals of high-risk calls.
+    pub approvals: Approvals,
+    /// Token buckets per operator on the admin socket.
+    pub operator_limits: OperatorLimits,
+    /// What SIGTERM does to executions in flight.
+    pub shutdown: Shutdown,
+    /// `[[webhooks]]`: receivers of audit events (delivered by the broker from a durable outbox).
+    pub webhooks: Vec<Webhook>,
+    pub webhook_delivery: WebhookDelivery,
+}
+
+/// How long a held call waits for an operator, and how often expiry is checked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Approvals {
+    /// A pending approval expires this long after the agent's request (API default 300 s).
+    pub ttl_seconds: u64,
+    /// How often the broker's sweeper marks expired approvals.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        Approvals { ttl_seconds: 300, sweep_interval_ms: 1_000 }
+    }
+}
+
+/// Requests per second each operator may make (bucket size = one second's worth).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorLimits {
+    /// POST routes (approve, deny, revoke, drain, reload, policy edits).
+    pub writes_per_second: u32,
+    /// GET routes (status, audit, receipts, approvals list).
+    pub reads_per_second: u32,
+}
+
+impl Default for OperatorLimits {
+    fn default() -> Self {
+        OperatorLimits { writes_per_second: 20, reads_per_second: 100 }
+    }
+}
+
+/// The events a webhook may subscribe to (audit event types map onto these
+/// in the broker's `ledger::outbox`).
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "approval.pending",
+    "approval.granted",
+    "approval.denied",
+    "approval.expired",
+    "action.denied",
+    "action.executed",
+    "action.failed",
+    "revocation",
+    "budget.exhausted",
+];
+
+/// Headers the broker sets itself on every delivery; a configured header may not replace them.
+pub const WEBHOOK_RESERVED_HEADERS: &[&str] =
+    &["host", "content-type", "content-length", "connection", "transfer-encoding"];
+/// Prefix of the broker's own headers (`X-LatchGate-Signature`, ...).
+pub const WEBHOOK_HEADER_PREFIX: &str = "x-latchgate-";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// `{"id", "event", "occurred_at", ..., "audit": {...}, "details": {...}}`.
+    #[default]
+    Generic,
+    /// `{"text": "..."}` for a Slack incoming webhook.
+    Slack,
+}
+
+/// One receiver. `secret` and header values may use `${ENV}`, expanded by the
+/// broker (and `latchgate config test-webhook`) from its environment at start.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub name: String,
+    /// `https://` only (plain `http` only for a test-only insecure destination).
+    pub url: String,
+    /// HMAC-SHA256 key of the `X-LatchGate-Signature` header.
+    pub secret: String,
+    /// Subscribed events; default: all of [`WEBHOOK_EVENTS`].
+    #[serde(default = "all_webhook_events")]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Retries after the first attempt (5xx, timeouts, network errors); 4xx is never retried.
+    #[serde(default = "default_webhook_max_retries")]
+    pub max_retries: u32,
+    /// Delay before retry n (the last one repeats).
+    #[serde(default = "default_webhook_backoff_ms")]
+    pub backoff_ms: Vec<u64>,
+    #[serde(default)]
+    pub format: WebhookFormat,
+}
+
+fn all_webhook_events() -> Vec<String> {
+    WEBHOOK_EVENTS.iter().map(|e| e.to_string()).collect()
+}
+fn default_webhook_timeout_ms() -> u64 {
+    5_000
+}
+fn default_webhook_max_retries() -> u32 {
+    3
+}
+fn default_webhook_backoff_ms() -> Vec<u64> {
+    vec![1_000, 5_000, 30_000]
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookDelivery {
+    /// TEST ONLY: `ip:port` receivers that may be reached over plain http and
+    /// at a private address. Logged loudly; refused by the production-safety check.
+    pub allow_insecure_destinations: Vec<std::net::SocketAddr>,
+}
+
+/// Expand `${NAME}` from the environment; `$${` is a literal `${`. A variable
+/// that is not set is an error naming it (a webhook never goes out half-configured).
+pub fn expand_env(value: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        if rest[..start].ends_with('$') {
+            out.push_str(&rest[..start - 1]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| format!("unterminated ${{ in {value:?}"))?;
+        let name = &after[..end];
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("invalid variable name {name:?}"));
+        }
+        let resolved = std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
+        out.push_str(&resolved);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// SIGTERM (supervisor or systemd): the broker refuses new executions with
+/// 503 `draining` and waits for the ones in flight, at most this long; any
+/// still running are then abandoned and stay listed as unresolved intents.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Shutdown {
+    pub in_flight_grace_ms: u64,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown { in_flight_grace_ms: 30_000 }
+    }
 }
 
 /// `[redis]`: replay cache, budgets, approval claims and revocation epoch in
@@ -212,6 +373,11 @@ impl Default for Config {
             opa: None,
             listen_tcp_addr: None,
             unsafe_expose_http: false,
+            approvals: Approvals::default(),
+            operator_limits: OperatorLimits::default(),
+            shutdown: Shutdown::default(),
+            webhooks: Vec::new(),
+            webhook_delivery: WebhookDelivery::default(),
         }
     }
 }
@@ -298,6 +464,11 @@ pub struct Ipc {
     /// Standalone mode: uid expected of each peer role (`SO_PEERCRED`).
     /// Missing entries default to the uid of the process itself.
     pub peer_uids: BTreeMap<String, u32>,
+    /// Standalone mode: the same by user name (systemd units run each process
+    /// as its own system user, whose uid differs per host). Resolved when the
+    /// config is loaded, before any process confines itself; a name that is
+    /// not a user is a config error.
+    pub peer_users: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -326,6 +497,9 @@ impl Default for Supervisor {
     }
 }
 
+/// Longest an approval may stay pending (a day): a held call is not a queue.
+pub const MAX_APPROVAL_TTL_SECONDS: u64 = 86_400;
+
 /// A loaded config with its paths resolved.
 #[derive(Clone, Debug)]
 pub struct LoadedConfig {
@@ -349,6 +523,33 @@ impl LoadedConfig {
         Ok(loaded)
     }
 
+    /// `[ipc.peer_users]` names become `peer_uids` entries. Done by each child
+    /// process at start, before it confines itself (the user database is not
+    /// readable afterwards); not by the CLI, which may run before the users exist.
+    pub fn resolve_peer_users(&mut self) -> Result<(), ConfigError> {
+        let users = self.config.ipc.peer_users.clone();
+        for (role, name) in users {
+            let field = format!("ipc.peer_users.{role}");
+            let uid = match nix::unistd::User::from_name(&name) {
+                Ok(Some(user)) => user.uid.as_raw(),
+                Ok(None) => return Err(self.invalid(&field, format!("no user named {name:?} on this host"))),
+                Err(e) => return Err(self.invalid(&field, format!("cannot look up user {name:?}: {e}"))),
+            };
+            match self.config.ipc.peer_uids.get(&role) {
+                Some(&configured) if configured != uid => {
+                    return Err(self.invalid(
+                        &field,
+                        format!("user {name:?} is uid {uid} but ipc.peer_uids.{role} = {configured}"),
+                    ));
+                }
+                _ => {
+                    self.config.ipc.peer_uids.insert(role, uid);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn invalid(&self, field: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid { path: self.path.clone(), field: field.into(), message: message.into() }
     }
@@ -369,6 +570,11 @@ impl LoadedConfig {
                 return Err(self.invalid(&format!("ipc.peer_uids.{role}"), "unknown role"));
             }
         }
+        for role in c.ipc.peer_users.keys() {
+            if crate::role::Role::parse(role).is_none() {
+                return Err(self.invalid(&format!("ipc.peer_users.{role}"), "unknown role"));
+            }
+        }
         if let Some(proxy) = &c.egress.proxy_url {
             let url = url::Url::parse(proxy).map_err(|e| self.invalid("egress.proxy_url", e.to_string()))?;
             if url.scheme() != "http" || url.host_str().is_none() || url.port_or_known_default().is_none() {
@@ -381,6 +587,16 @@ impl LoadedConfig {
         if c.limits.max_body_bytes == 0 {
             return Err(self.invalid("limits.max_body_bytes", "must be > 0"));
         }
+        if !(1..=MAX_APPROVAL_TTL_SECONDS).contains(&c.approvals.ttl_seconds) {
+            return Err(self.invalid("approvals.ttl_seconds", format!("must be 1..={MAX_APPROVAL_TTL_SECONDS}")));
+        }
+        if c.approvals.sweep_interval_ms == 0 {
+            return Err(self.invalid("approvals.sweep_interval_ms", "must be > 0"));
+        }
+        if c.operator_limits.writes_per_second == 0 || c.operator_limits.reads_per_second == 0 {
+            return Err(self.invalid("operator_limits", "rates must be > 0"));
+        }
+        self.validate_webhooks()?;
         self.validate_dependencies()
     }
 
@@ -413,6 +629,106 @@ impl LoadedConfig {
             }
         }
         Ok(())
+    }
+
+    fn validate_webhooks(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::BTreeSet::new();
+        for (index, hook) in self.config.webhooks.iter().enumerate() {
+            let field = |what: &str| format!("webhooks[{index}].{what}");
+            let valid_name = !hook.name.is_empty()
+                && hook.name.len() <= 64
+                && hook.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name {
+                return Err(self.invalid(&field("name"), "1-64 characters of [A-Za-z0-9_-]"));
+            }
+            if !names.insert(hook.name.as_str()) {
+                return Err(self.invalid(&field("name"), format!("{:?} is used twice", hook.name)));
+            }
+            self.webhook_destination(hook).map_err(|m| self.invalid(&field("url"), m))?;
+            if hook.secret.is_empty() {
+                return Err(self.invalid(&field("secret"), "must not be empty"));
+            }
+            if hook.events.is_empty() {
+                return Err(self.invalid(&field("events"), "subscribe to at least one event"));
+            }
+            if let Some(unknown) = hook.events.iter().find(|e| !WEBHOOK_EVENTS.contains(&e.as_str())) {
+                return Err(self.invalid(
+                    &field("events"),
+                    format!("unknown event {unknown:?}; known: {}", WEBHOOK_EVENTS.join(", ")),
+                ));
+            }
+            for name in hook.headers.keys() {
+                let lower = name.to_ascii_lowercase();
+                let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !token
+                    || WEBHOOK_RESERVED_HEADERS.contains(&lower.as_str())
+                    || lower.starts_with(WEBHOOK_HEADER_PREFIX)
+                {
+                    return Err(self.invalid(
+                        &field(&format!("headers.{name}")),
+                        "must be a header name the broker does not set itself",
+                    ));
+                }
+            }
+            if !(1..=60_000).contains(&hook.timeout_ms) {
+                return Err(self.invalid(&field("timeout_ms"), "must be 1..=60000"));
+            }
+            if hook.max_retries > 20 {
+                return Err(self.invalid(&field("max_retries"), "must be <= 20"));
+            }
+            if hook.backoff_ms.is_empty() || hook.backoff_ms.iter().any(|b| *b == 0 || *b > 3_600_000) {
+                return Err(self.invalid(&field("backoff_ms"), "one or more delays of 1..=3600000 ms"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The receiver of `hook` if its URL passes the SSRF rule: `https://` to a
+    /// host (names are resolved and checked again at every delivery), or plain
+    /// `http://` only to a test-only insecure destination given as `ip:port`.
+    pub fn webhook_destination(&self, hook: &Webhook) -> Result<url::Url, String> {
+        let url = url::Url::parse(&hook.url).map_err(|e| e.to_string())?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("credentials in the URL are not allowed; use headers".into());
+        }
+        let host = url.host().ok_or("URL has no host")?;
+        let port = url.port_or_known_default().ok_or("URL has no port")?;
+        let insecure_allowed = match host {
+            url::Host::Ipv4(ip) => self.insecure_webhook_destination(std::net::SocketAddr::new(ip.into(), port)),
+            url::Host::Ipv6(ip) => self.insecure_webhook_destination(std::net::SocketAddr::new(ip.into(), port)),
+            url::Host::Domain(_) => false,
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if insecure_allowed => {}
+            _ => return Err("must be https:// (plain http only for a test-only webhook_delivery destination)".into()),
+        }
+        let literal = match host {
+            url::Host::Ipv4(ip) => Some(std::net::IpAddr::V4(ip)),
+            url::Host::Ipv6(ip) => Some(std::net::IpAddr::V6(ip)),
+            url::Host::Domain(_) => None,
+        };
+        if let Some(ip) = literal
+            && !insecure_allowed
+            && let crate::address::AddressVerdict::Forbidden(range) = crate::address::classify(ip)
+        {
+            return Err(format!("{ip} is a {range} address"));
+        }
+        Ok(url)
+    }
+
+    /// TEST ONLY escape hatch of the webhook SSRF rule.
+    pub fn insecure_webhook_destination(&self, addr: std::net::SocketAddr) -> bool {
+        self.config.webhook_delivery.allow_insecure_destinations.contains(&addr)
+    }
+
+    /// TCP ports of the configured webhook receivers (the broker's Landlock rules allow these).
+    pub fn webhook_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> =
+            self.config.webhooks.iter().filter_map(|h| url::Url::parse(&h.url).ok()?.port_or_known_default()).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
     }
 
     /// Directory the config file lives in; relative paths are resolved against it.
@@ -490,7 +806,7 @@ impl LoadedConfig {
         ports
     }
 
-    /// TCP ports the broker connects to: Redis (unless over a Unix socket) and OPA.
+    /// TCP ports the broker connects to: Redis (unless over a Unix socket), OPA and webhook receivers.
     pub fn broker_tcp_ports(&self) -> Vec<u16> {
         let redis = self.config.redis.as_ref().and_then(|r| match redis_endpoint(&r.url) {
             Ok(DependencyEndpoint::Tcp { port, .. }) => Some(port),
@@ -500,7 +816,7 @@ impl LoadedConfig {
             Ok(DependencyEndpoint::Tcp { port, .. }) => Some(port),
             _ => None,
         });
-        let mut ports: Vec<u16> = redis.into_iter().chain(opa).collect();
+        let mut ports: Vec<u16> = redis.into_iter().chain(opa).chain(self.webhook_ports()).collect();
         ports.sort_unstable();
         ports.dedup();
         ports
@@ -588,6 +904,78 @@ mod tests {
         let e = LoadedConfig::from_str(Path::new("x.toml"), "listen_udp_path = 1\n").unwrap_err();
         assert_eq!(e.code(), "config_parse_error");
         assert!(e.to_string().contains("listen_udp_path"), "{e}");
+    }
+
+    #[test]
+    fn peer_users_resolve_to_uids_and_unknown_users_are_named() {
+        let resolved = |text: &str| {
+            let mut c = LoadedConfig::from_str(Path::new("x.toml"), text)?;
+            c.resolve_peer_users().map(|()| c)
+        };
+        let c = resolved("[ipc.peer_users]\nbroker = \"root\"\n").unwrap();
+        assert_eq!(c.expected_peer_uid(crate::role::Role::Broker), 0);
+        let e = resolved("[ipc.peer_users]\nsigner = \"no-such-user-lg\"\n").unwrap_err();
+        assert!(e.to_string().contains("ipc.peer_users.signer") && e.to_string().contains("no-such-user-lg"), "{e}");
+        let e = resolved("[ipc.peer_uids]\nbroker = 7\n[ipc.peer_users]\nbroker = \"root\"\n").unwrap_err();
+        assert!(e.to_string().contains("uid 0"), "{e}");
+    }
+
+    fn webhook(url: &str) -> String {
+        format!("[[webhooks]]\nname = \"ops\"\nurl = \"{url}\"\nsecret = \"s\"\n")
+    }
+
+    #[test]
+    fn webhooks_must_be_https_to_a_public_host_unless_a_test_destination() {
+        let load = |text: &str| LoadedConfig::from_str(Path::new("x.toml"), text);
+        let ok = load(&webhook("https://hooks.example.com/x")).unwrap();
+        assert_eq!(ok.config.webhooks[0].events.len(), WEBHOOK_EVENTS.len(), "default: every event");
+        assert_eq!(ok.config.webhooks[0].backoff_ms, [1_000, 5_000, 30_000]);
+        assert_eq!(ok.webhook_ports(), [443]);
+        for bad in [
+            "http://hooks.example.com/x",
+            "https://127.0.0.1/x",
+            "https://10.0.0.8/x",
+            "https://[::1]/x",
+            "https://u:p@hooks.example.com/",
+        ] {
+            let e = load(&webhook(bad)).unwrap_err();
+            assert!(e.to_string().contains("webhooks[0].url"), "{bad}: {e}");
+        }
+        let test = format!(
+            "{}[webhook_delivery]\nallow_insecure_destinations = [\"127.0.0.1:8080\"]\n",
+            webhook("http://127.0.0.1:8080/x")
+        );
+        load(&test).unwrap();
+        let other_port = test.replace("127.0.0.1:8080/x", "127.0.0.1:8081/x");
+        assert!(load(&other_port).is_err(), "the override is for that exact ip:port only");
+    }
+
+    #[test]
+    fn webhook_fields_are_checked_and_named() {
+        let load = |extra: &str| {
+            LoadedConfig::from_str(Path::new("x.toml"), &format!("{}{extra}", webhook("https://h.example.com/")))
+        };
+        for (extra, field) in [
+            ("events = [\"action.exploded\"]\n", "events"),
+            ("headers = { \"X-LatchGate-Signature\" = \"forged\" }\n", "headers"),
+            ("headers = { \"Content-Type\" = \"text/plain\" }\n", "headers"),
+            ("timeout_ms = 0\n", "timeout_ms"),
+            ("backoff_ms = []\n", "backoff_ms"),
+        ] {
+            let e = load(extra).unwrap_err();
+            assert!(e.to_string().contains(&format!("webhooks[0].{field}")), "{extra}: {e}");
+        }
+        let twice = format!("{}{}", webhook("https://a.example.com/"), webhook("https://b.example.com/"));
+        assert!(LoadedConfig::from_str(Path::new("x.toml"), &twice).unwrap_err().to_string().contains("used twice"));
+    }
+
+    #[test]
+    fn env_references_expand_and_a_missing_variable_is_named() {
+        let path = std::env::var("PATH").expect("PATH is set for tests");
+        assert_eq!(expand_env("Bearer ${PATH}!").unwrap(), format!("Bearer {path}!"));
+        assert_eq!(expand_env("$${PATH}").unwrap(), "${PATH}");
+        assert!(expand_env("${LG_TEST_NOT_SET_EVER}").unwrap_err().contains("LG_TEST_NOT_SET_EVER"));
+        assert!(expand_env("${oops").is_err());
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub struct Grant {
     pub approved_secrets: Vec<String>,
     /// Operator who approved the plan, when it went through an approval.
     pub approved_by: Option<String>,
+    /// RFC 7638 thumbprint of the DPoP key the approving operator proved
+    /// (`dpop_jkt` of their credential). Always serialized (`null` without an
+    /// approval): grants travel as bincode, which cannot skip a field.
+    pub approved_by_jkt: Option<String>,
 }
 
 /// A grant with its Ed25519 signature (grant key).

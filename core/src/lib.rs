@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod action;
+pub mod address;
 pub mod config;
 pub mod confine;
 pub mod egress;

@@ -39,7 +39,9 @@ pub fn load_child_config(role: Role) -> Result<LoadedConfig, StartError> {
     use clap::Parser;
     let args = ChildArgs::parse();
     crate::logging::init(role);
-    Ok(LoadedConfig::load(&args.config)?)
+    let mut cfg = LoadedConfig::load(&args.config)?;
+    cfg.resolve_peer_users()?;
+    Ok(cfg)
 }
 
 /// The multi-threaded runtime every child runs on; started only after the

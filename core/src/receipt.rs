@@ -5,7 +5,7 @@
 //!
 //! * The **content** of a receipt is its JSON object without the three keys
 //!   `result_hash`, `receipt_signature` and `signing_key_id`. Optional fields
-//!   that are absent (`failure_class`, `approved_by`) are omitted, not `null`.
+//!   that are absent (`failure_class`, `approved_by`, `approved_by_jkt`) are omitted, not `null`.
 //! * `result_hash` = [`crate::jcs::hash`] of the content:
 //!   `sha256:<hex>` of its RFC 8785 canonical form.
 //! * The signature is Ed25519 (the signer's receipt key) over the bytes
@@ -78,6 +78,9 @@ pub struct Receipt {
     pub failure_class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// Thumbprint of the approving operator's DPoP key (see `Grant::approved_by_jkt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by_jkt: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +269,7 @@ mod tests {
             finished_at: "2026-11-02T10:00:00.250Z".into(),
             failure_class: None,
             approved_by: None,
+            approved_by_jkt: None,
         };
         receipt.seal_result_hash().unwrap();
         let signature = signer.sign(&receipt.signing_payload());

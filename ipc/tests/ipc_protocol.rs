@@ -76,6 +76,52 @@ fn every_message_type_round_trips() {
     round_trip(Hello::new(Role::Broker, ChannelKind::BrokerSigner));
 }
 
+/// bincode cannot skip a field: every type that crosses a channel must
+/// round-trip with its optional fields both absent and present.
+#[test]
+fn grants_and_admin_requests_round_trip_with_and_without_optional_fields() {
+    let grant = |approved_by: Option<&str>, jkt: Option<&str>| latchgate_core::grant::Grant {
+        grant_id: "g".into(),
+        trace_id: "t".into(),
+        action_id: "fs.write".into(),
+        action_version: "1.0.0".into(),
+        provider_module_digest: "sha256:aa".into(),
+        request_hash: "sha256:bb".into(),
+        principal: "p".into(),
+        session_id: "s".into(),
+        epoch: 0,
+        issued_at: 1,
+        expires_at: 61,
+        allowed_sinks: vec![],
+        approved_secrets: vec![],
+        approved_by: approved_by.map(Into::into),
+        approved_by_jkt: jkt.map(Into::into),
+    };
+    round_trip(SignerRequest::SignGrant { grant: Box::new(grant(None, None)) });
+    round_trip(SignerRequest::SignGrant { grant: Box::new(grant(Some("alice"), Some("jkt"))) });
+    let peer = PeerCred { uid: 0, gid: 0, pid: 1 };
+    let auth = latchgate_ipc::messages::front_broker::RequestAuth {
+        authorization: "DPoP k".into(),
+        dpop: "p".into(),
+        method: "GET".into(),
+        path: "/v1/admin/status".into(),
+    };
+    use latchgate_ipc::messages::admin::{AdminRequest, AuditQuery};
+    for request in [
+        AdminRequest::Status { front: status(Role::Front) },
+        AdminRequest::AuditEvents(AuditQuery { trace_id: Some("t".into()), ..Default::default() }),
+        AdminRequest::AuditExport { after_seq: 9, continuation: None },
+        AdminRequest::AuditExport { after_seq: 9, continuation: Some("c".into()) },
+        AdminRequest::Approve { approval_id: "a".into(), body: b"{}".to_vec() },
+        AdminRequest::ListApprovals { status: None, limit: Some("5".into()) },
+    ] {
+        round_trip(FrontRequest::Admin { peer, auth: auth.clone(), request });
+    }
+    round_trip(FrontRequest::PollApproval { peer, auth, approval_id: "a".into() });
+    round_trip(FrontReply::Jsonl { body: "{}\n".into(), next_after_seq: None, continuation: None });
+    round_trip(FrontReply::Jsonl { body: String::new(), next_after_seq: Some(3), continuation: Some("c".into()) });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 

@@ -2,9 +2,13 @@
 //! config, the real `latchgate` binaries started from the build's target dir,
 //! and an HTTP client over the gate's Unix sockets.
 
+pub mod cli;
 pub mod opa_server;
+pub mod operator;
 pub mod redis_server;
 pub mod serve;
+pub mod systemd;
+pub mod webhook_receiver;
 
 use latchgate_client::uds_http::UdsHttp;
 use std::collections::HashMap;

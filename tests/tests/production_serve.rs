@@ -216,7 +216,18 @@ async fn clean_production_config_serves_and_doctor_names_each_broken_part() {
     }
     assert_eq!(status_of(&checks, "egress.proxy").0, "warn", "proxy_allowlist actions without a proxy");
     assert_eq!(status_of(&checks, "secrets.sops").0, "skip");
-    assert_eq!(status_of(&checks, "webhooks.receivers").0, "skip");
+    assert_eq!(status_of(&checks, "webhooks.endpoints").0, "skip");
+
+    // --- a webhook whose secret names an unset variable -------------------------
+    let good_config = std::fs::read_to_string(dir.config_path()).unwrap();
+    let hook = "\n[[webhooks]]\nname = \"ops\"\nurl = \"https://hooks.example.com/latchgate\"\nsecret = \"${LG_DOCTOR_NEVER_SET}\"\n";
+    std::fs::write(dir.config_path(), format!("{good_config}{hook}")).unwrap();
+    let (code, checks, report) = doctor(&dir.config_path());
+    let (status, message) = status_of(&checks, "webhooks.endpoints");
+    assert_eq!((code, status), (1, "error"), "{report}");
+    assert!(message.contains("LG_DOCTOR_NEVER_SET"), "{message}");
+    assert_eq!(status_of(&checks, "webhooks.dead_letters").0, "ok", "{report}");
+    std::fs::write(dir.config_path(), good_config).unwrap();
 
     // --- OPA without the policy: the decision path is empty ---------------------
     opa.set_mode("undefined");

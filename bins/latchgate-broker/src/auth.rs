@@ -15,7 +15,7 @@ pub async fn authenticate_request(gate: &Gate, peer: &PeerCred, auth: &RequestAu
     let verified = match authenticate(&keys.lease_verifier, &gate.dpop, headers, &auth.method, &auth.path, now) {
         Err(e) if e.deny_reason.as_deref() == Some("lease_unknown_kid") => {
             // A key rotated since the cache was filled: look once more.
-            let keys = gate.keys.refresh(&gate.peers).await?;
+            let keys = gate.keys.refresh_when_allowed(&gate.peers).await?;
             authenticate(&keys.lease_verifier, &gate.dpop, headers, &auth.method, &auth.path, now)?
         }
         other => other?,

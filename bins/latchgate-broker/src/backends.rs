@@ -38,7 +38,6 @@ pub fn open_policy_engine(cfg: &LoadedConfig) -> Result<Arc<dyn PolicyEngine>, C
         tracing::info!(endpoint = %client.endpoint(), "policy engine: opa");
         return Ok(Arc::new(client));
     }
-    let embedded = Arc::new(EmbeddedRego::load(&cfg.policies_dir()).map_err(|e| ChildError::setup(e.code(), e))?);
-    tokio::spawn(crate::policy::watch::watch_data_file(embedded.clone(), cfg.policies_dir().join("data.json")));
-    Ok(embedded)
+    // The data.json watcher is the gate's (it reloads the egress allowances too).
+    Ok(Arc::new(EmbeddedRego::load(&cfg.policies_dir()).map_err(|e| ChildError::setup(e.code(), e))?))
 }

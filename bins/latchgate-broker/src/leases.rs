@@ -78,6 +78,14 @@ pub async fn issue(gate: &Gate, peer: &PeerCred, body: &[u8]) -> Result<Value, A
         SignerReply::Lease { jwt } => jwt,
         other => return Err(signer_refused(other)),
     };
+    // After a lease-key rotation the first lease names a key we have not fetched yet.
+    let kid = latchgate_core::jose::jws::CompactJws::split(&jwt)
+        .and_then(|jws| jws.header::<latchgate_core::jose::jws::JoseHeader>())
+        .ok()
+        .and_then(|h| h.kid);
+    if let Some(kid) = kid {
+        gate.keys.note_lease_kid(&gate.peers, &kid).await;
+    }
     let mut event = NewAuditEvent::new("lease_issued");
     event.principal = Some(principal.name);
     event.session_id = Some(session_id.clone());

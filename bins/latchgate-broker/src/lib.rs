@@ -1,6 +1,8 @@
 //! LatchGate broker library: the modules the broker process is built from.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod approvals;
 pub mod auth;
 pub mod backends;
 pub mod catalog;
@@ -16,3 +18,4 @@ pub mod receipts;
 pub mod router;
 pub mod signer_keys;
 pub mod state;
+pub mod webhooks;

@@ -2,10 +2,10 @@
 //! live here; it asks the signer to sign and the executor to run.
 #![forbid(unsafe_code)]
 
-use latchgate_broker::gate::Gate;
-use latchgate_broker::ledger::{LEDGER_FILE, Ledger};
+use latchgate_broker::gate::{DrainOutcome, Gate, GateParts};
+use latchgate_broker::ledger::{LEDGER_FILE, Ledger, LedgerOptions};
 use latchgate_broker::peers::Peers;
-use latchgate_broker::signer_keys::SignerKeys;
+use latchgate_broker::webhooks::Webhooks;
 use latchgate_core::config::LoadedConfig;
 use latchgate_core::confine::{SealInputs, Sealer};
 use latchgate_core::jose::DpopVerifier;
@@ -27,7 +27,7 @@ fn main() {
 
 /// Before Landlock (the providers dir is not among the broker's paths):
 /// load every manifest and hash every provider module once. Landlock lets
-/// the broker connect only to the configured Redis and OPA ports.
+/// the broker connect only to the configured Redis, OPA and webhook ports.
 fn load_registry(cfg: &LoadedConfig, inputs: &mut SealInputs) -> Result<(Registry, DigestTrust), ChildError> {
     inputs.tcp_connect_ports = cfg.broker_tcp_ports();
     let registry = Registry::load(&cfg.manifests_dir()).map_err(|errors| {
@@ -55,7 +55,14 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
     });
     let control = endpoints.start();
     let state_dir = cfg.state_dir();
-    let ledger = Ledger::open(&state_dir.join(LEDGER_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
+    let webhooks = Arc::new(Webhooks::from_config(&cfg).map_err(|e| ChildError::setup(e.code(), e))?);
+    let options = LedgerOptions { outbox_routes: webhooks.routes(), ..Default::default() };
+    let ledger =
+        Ledger::open_with(&state_dir.join(LEDGER_FILE), options).map_err(|e| ChildError::setup(e.code(), e))?;
+    if !webhooks.is_empty() {
+        tracing::info!(webhooks = ?webhooks.endpoints(), "webhook deliveries enabled");
+        tokio::spawn(latchgate_broker::webhooks::run_deliveries(ledger.clone(), webhooks.clone()));
+    }
     let state = latchgate_broker::backends::open_state_store(&cfg).await?;
     let policy = latchgate_broker::backends::open_policy_engine(&cfg)?;
     let dpop = DpopVerifier::new(&cfg.config.public_base_url).map_err(|e| ChildError::setup("config_invalid", e))?;
@@ -64,19 +71,11 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
     let own = ProcessStatus::current(ROLE, true, Some(confinement));
     let _ = peers.own.set(own.clone());
 
-    let gate = Arc::new(Gate {
-        cfg,
-        registry,
-        trust,
-        policy,
-        state,
-        ledger,
-        peers,
-        keys: SignerKeys::default(),
-        dpop,
-        draining: Default::default(),
-        in_flight: Default::default(),
-    });
+    let data_file = cfg.policies_dir().join(latchgate_broker::policy::DATA_FILE);
+    let gate = Arc::new(Gate::new(GateParts { cfg, registry, trust, policy, state, ledger, peers, dpop }));
+    let watched = gate.clone();
+    tokio::spawn(latchgate_broker::policy::watch::watch_data_file(data_file, move || watched.reload_policy()));
+    tokio::spawn(latchgate_broker::approvals::sweeper::run(gate.clone()));
     let handler_gate = gate.clone();
     tokio::spawn(serve_link::<FrontBroker, _, _>(from_front, move |request| {
         let gate = handler_gate.clone();
@@ -86,6 +85,18 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
     control.ready(own).await?;
     tracing::info!("broker ready");
     latchgate_ipc::link::wait_for_shutdown(&control).await;
-    tracing::info!("broker stopping");
+    let grace = std::time::Duration::from_millis(gate.cfg.config.shutdown.in_flight_grace_ms);
+    tracing::info!(
+        in_flight = gate.in_flight.load(std::sync::atomic::Ordering::SeqCst),
+        grace_ms = grace.as_millis() as u64,
+        "broker stopping: new executions get 503 draining; waiting for the ones in flight"
+    );
+    match gate.drain(grace).await {
+        DrainOutcome::Drained => tracing::info!("drained: every execution in flight was answered"),
+        DrainOutcome::GraceExpired { in_flight } => tracing::warn!(
+            in_flight,
+            "grace expired: abandoning executions in flight; their intents stay unresolved for an operator"
+        ),
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! One handler per front request variant.
 
 use crate::gate::Gate;
-use crate::{catalog, health, leases, pipeline, receipts};
+use crate::{admin, approvals, catalog, health, leases, pipeline, receipts};
 use latchgate_core::error::ApiError;
 use latchgate_ipc::messages::front_broker::{FrontReply, FrontRequest};
 use serde_json::Value;
@@ -20,7 +20,10 @@ fn answer(result: Result<Value, ApiError>) -> FrontReply {
 pub async fn handle(gate: &Gate, request: FrontRequest) -> FrontReply {
     match request {
         FrontRequest::Health { .. } => FrontReply::Health(health::report(gate).await),
-        FrontRequest::LeaseKeys => match gate.keys.get(&gate.peers).await {
+        // The front asks on first use and when a lease names a kid it does not
+        // know (a rotation): answer from the signer, not from a stale cache
+        // (at most one signer round trip a second).
+        FrontRequest::LeaseKeys => match gate.keys.refresh(&gate.peers).await {
             Ok(keys) => FrontReply::LeaseKeys { jwks_json: keys.lease_jwks_json.clone() },
             Err(e) => FrontReply::Error(e),
         },
@@ -37,5 +40,9 @@ pub async fn handle(gate: &Gate, request: FrontRequest) -> FrontReply {
         FrontRequest::GetReceipt { peer, auth, receipt_id } => {
             answer(receipts::get(gate, &peer, &auth, &receipt_id).await)
         }
+        FrontRequest::PollApproval { peer, auth, approval_id } => {
+            answer(approvals::poll(gate, &peer, &auth, &approval_id).await)
+        }
+        FrontRequest::Admin { peer, auth, request } => admin::handle(gate, &peer, &auth, request).await,
     }
 }

@@ -24,7 +24,7 @@ async fn unwritable_ledger_reports_persistence_failure() {
     let path = dir.path().join("ledger.db");
     let key = receipt_key();
     // A page cap makes the database behave exactly like a full disk (SQLITE_FULL).
-    let ledger = Ledger::open_with(&path, LedgerOptions { max_page_count: Some(64) }).unwrap();
+    let ledger = Ledger::open_with(&path, LedgerOptions { max_page_count: Some(64), ..Default::default() }).unwrap();
     let intent = ledger.record_intent_and_consume_grant(new_intent(1)).await.unwrap();
 
     let mut acknowledged = 1;

@@ -4,7 +4,8 @@
 mod ledger_support;
 
 use latchgate_broker::ledger::{
-    ApprovalOutcome, EventFilter, Finalization, IntentResolution, IntentState, Ledger, LedgerError, NewAuditEvent,
+    ApprovalFilter, ApprovalOutcome, EventFilter, Finalization, IntentResolution, IntentState, Ledger, LedgerError,
+    NewApproval, NewAuditEvent,
 };
 use latchgate_core::error::ErrorCode;
 use ledger_support::{execute_once, executed_event, keys_by_kid, new_intent, open_fixture, signed_receipt};
@@ -121,6 +122,74 @@ async fn intent_cannot_be_finalized_twice_or_with_another_grant() {
     f.ledger.verify_chain().await.unwrap();
 }
 
+fn held(approval_id: &str, plan: &str) -> NewApproval {
+    NewApproval {
+        approval_id: approval_id.into(),
+        trace_id: format!("trace-{approval_id}"),
+        action_id: "fs.write".into(),
+        principal: "agent-a".into(),
+        session_id: "session-1".into(),
+        request_hash: "sha256:11".into(),
+        plan_hash: latchgate_core::jcs::sha256_tagged(plan.as_bytes()),
+        plan: plan.into(),
+        expires_at: "2099-01-01T00:00:00.000000Z".into(),
+    }
+}
+
+#[tokio::test]
+async fn held_plan_is_stored_once_and_an_edited_plan_breaks_verification() {
+    let f = open_fixture();
+    let stored =
+        f.ledger.record_approval(held("appr-1", r#"{"a":1}"#), NewAuditEvent::new("approval_pending")).await.unwrap();
+    assert!(stored.outcome.is_none());
+    let again = f.ledger.record_approval(held("appr-1", r#"{"a":1}"#), NewAuditEvent::new("approval_pending")).await;
+    assert!(matches!(again, Err(LedgerError::ApprovalExists(_))), "{again:?}");
+    let mut lying = held("appr-2", r#"{"a":2}"#);
+    lying.plan_hash = "sha256:00".into();
+    assert!(f.ledger.record_approval(lying, NewAuditEvent::new("approval_pending")).await.is_err());
+    let pending = f.ledger.list_approvals(ApprovalFilter::Pending, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(f.ledger.count_pending_approvals().await.unwrap(), 1);
+    let outcome = ApprovalOutcome {
+        approval_id: "appr-1".into(),
+        outcome: "denied".into(),
+        operator: "alice".into(),
+        ts: "2026-11-02T10:00:00.000000Z".into(),
+        plan_hash: stored.plan_hash.clone(),
+        reason: Some("no".into()),
+        operator_jkt: Some("jkt".into()),
+    };
+    f.ledger.record_approval_outcome(outcome.clone(), NewAuditEvent::new("approval_denied")).await.unwrap();
+    let record = f.ledger.get_approval("appr-1".into()).await.unwrap().unwrap();
+    assert_eq!(record.outcome, Some(outcome));
+    assert_eq!(f.ledger.count_pending_approvals().await.unwrap(), 0);
+    let report = f.ledger.verify_chain().await.unwrap();
+    assert_eq!((report.approvals, report.approval_outcomes), (1, 1));
+
+    ledger_support::tamper(&f.path, r#"UPDATE approvals SET plan = '{"a":9}'"#);
+    let err = f.ledger.verify_chain().await.unwrap_err();
+    assert!(matches!(err, LedgerError::ChainBroken(ref b) if b.seq == Some(1)), "{err:?}");
+}
+
+#[tokio::test]
+async fn edited_deny_reason_breaks_verification() {
+    let f = open_fixture();
+    let stored = f.ledger.record_approval(held("appr-r", "{}"), NewAuditEvent::new("approval_pending")).await.unwrap();
+    let outcome = ApprovalOutcome {
+        approval_id: "appr-r".into(),
+        outcome: "denied".into(),
+        operator: "alice".into(),
+        ts: "2026-11-02T10:00:00.000000Z".into(),
+        plan_hash: stored.plan_hash,
+        reason: Some("risky".into()),
+        operator_jkt: None,
+    };
+    f.ledger.record_approval_outcome(outcome, NewAuditEvent::new("approval_denied")).await.unwrap();
+    ledger_support::tamper(&f.path, "UPDATE approval_outcomes SET reason = 'fine'");
+    let err = f.ledger.verify_chain().await.unwrap_err();
+    assert!(matches!(err, LedgerError::ChainBroken(ref b) if b.seq == Some(2)), "{err:?}");
+}
+
 #[tokio::test]
 async fn approval_outcome_is_recorded_once_and_witnessed() {
     let f = open_fixture();
@@ -130,6 +199,8 @@ async fn approval_outcome_is_recorded_once_and_witnessed() {
         operator: "alice".into(),
         ts: "2026-11-02T10:00:00.000000Z".into(),
         plan_hash: "sha256:ab".into(),
+        reason: None,
+        operator_jkt: Some("jkt-alice".into()),
     };
     f.ledger.record_approval_outcome(outcome.clone(), NewAuditEvent::new("approval_decided")).await.unwrap();
     let mut again = outcome.clone();

@@ -97,6 +97,10 @@ impl GrantKeys {
         self
     }
 
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
     /// [`verify_grant`] with the key named by the grant's `kid`.
     pub fn verify(
         &self,
@@ -134,6 +138,7 @@ mod tests {
             allowed_sinks: vec![],
             approved_secrets: vec![],
             approved_by: None,
+            approved_by_jkt: None,
         }
     }
 

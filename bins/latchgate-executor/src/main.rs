@@ -5,12 +5,14 @@ use latchgate_core::config::LoadedConfig;
 use latchgate_core::confine::{SealInputs, Sealer};
 use latchgate_core::manifest::Registry;
 use latchgate_core::process;
+use latchgate_core::refresh_cache::RefreshingCache;
 use latchgate_core::role::Role;
 use latchgate_executor::egress::EgressConfig;
 use latchgate_executor::{ExpectedDigests, GrantKeys, Runtime, RuntimeConfig};
 use latchgate_ipc::child::ChildError;
 use latchgate_ipc::link::{ClientLink, Endpoints, serve_link};
 use latchgate_ipc::messages::broker_executor::{ExecutorReply, ExecutorRequest, RunTask};
+use latchgate_ipc::messages::broker_signer::GrantPublicKey;
 use latchgate_ipc::messages::executor_signer::{SecretsReply, SecretsRequest};
 use latchgate_ipc::messages::status::ProcessStatus;
 use latchgate_ipc::{BrokerExecutor, ChannelKind, ExecutorSigner};
@@ -83,18 +85,22 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, expected: ExpectedDigests) -> Re
     tracing::info!(modules = prepared.modules, confinement = %confinement.summary(), "sealed");
     runtime.set_grant_keys(fetch_grant_keys(&signer).await?);
     let runtime = Arc::new(runtime);
+    let key_refresh = Arc::new(RefreshingCache::new(Duration::from_secs(1)));
     let fs_root = cfg.fs_root();
     let status = move || ProcessStatus::current(ROLE, true, Some(confinement.clone()));
     let pong_status = status.clone();
 
     tokio::spawn(serve_link::<BrokerExecutor, _, _>(from_broker, move |request| {
-        let (signer, runtime, fs_root, status) =
-            (signer.clone(), runtime.clone(), fs_root.clone(), pong_status.clone());
+        let (signer, runtime, fs_root, status, key_refresh) =
+            (signer.clone(), runtime.clone(), fs_root.clone(), pong_status.clone(), key_refresh.clone());
         async move {
             match request {
                 ExecutorRequest::Ping => ExecutorReply::Pong { status: status(), signer_link_up: signer.is_up() },
                 ExecutorRequest::Run { task, revocation_epoch } => {
                     runtime.set_revocation_epoch(revocation_epoch);
+                    if !runtime.knows_grant_key(&task.grant.kid) {
+                        refresh_grant_keys(&signer, &runtime, &key_refresh).await;
+                    }
                     run_task(&runtime, *task, fs_root.as_deref()).await
                 }
             }
@@ -130,19 +136,44 @@ async fn run_task(runtime: &Runtime, mut task: RunTask, fs_root: Option<&std::pa
     }
 }
 
+/// A grant names a key id we do not know: the signer rotated its grant key.
+/// Asked at most once a second (a caller inside the interval waits for it),
+/// so forged kids cannot make us flood the signer; a grant whose kid is still
+/// unknown afterwards is refused (`grant_key_unknown`).
+async fn refresh_grant_keys(signer: &ClientLink<ExecutorSigner>, runtime: &Runtime, limiter: &RefreshingCache<()>) {
+    let fetched = limiter
+        .refresh_when_allowed(|| async {
+            match signer.call(SecretsRequest::GrantKeys, Duration::from_secs(2)).await {
+                Ok(SecretsReply::GrantKeys(list)) => {
+                    runtime.set_grant_keys(grant_keys_from(list)?);
+                    tracing::info!("grant keys refreshed from the signer");
+                    Ok(())
+                }
+                Ok(other) => Err(ChildError::setup("signer_reply_unexpected", format!("{other:?}"))),
+                Err(e) => Err(ChildError::setup("signer_unreachable", e)),
+            }
+        })
+        .await;
+    if let Err(e) = fetched {
+        tracing::warn!(code = e.code(), error = %e, "grant keys not refreshed");
+    }
+}
+
+fn grant_keys_from(list: Vec<GrantPublicKey>) -> Result<GrantKeys, ChildError> {
+    let mut keys = GrantKeys::new();
+    for k in list {
+        let key =
+            ed25519_dalek::VerifyingKey::from_bytes(&k.key).map_err(|e| ChildError::setup("grant_key_invalid", e))?;
+        keys = keys.with_key(k.kid, key);
+    }
+    Ok(keys)
+}
+
 async fn fetch_grant_keys(signer: &ClientLink<ExecutorSigner>) -> Result<GrantKeys, ChildError> {
     let deadline = tokio::time::Instant::now() + GRANT_KEYS_TIMEOUT;
     loop {
         match signer.call(SecretsRequest::GrantKeys, Duration::from_secs(2)).await {
-            Ok(SecretsReply::GrantKeys(list)) => {
-                let mut keys = GrantKeys::new();
-                for k in list {
-                    let key = ed25519_dalek::VerifyingKey::from_bytes(&k.key)
-                        .map_err(|e| ChildError::setup("grant_key_invalid", e))?;
-                    keys = keys.with_key(k.kid, key);
-                }
-                return Ok(keys);
-            }
+            Ok(SecretsReply::GrantKeys(list)) => return grant_keys_from(list),
             Ok(other) => return Err(ChildError::setup("signer_reply_unexpected", format!("{other:?}"))),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(code = e.code(), "signer not reachable yet");

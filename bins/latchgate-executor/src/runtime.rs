@@ -166,6 +166,11 @@ impl Runtime {
         *self.grant_keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
     }
 
+    /// Whether a grant signed by `kid` can be verified (else: ask the signer again).
+    pub fn knows_grant_key(&self, kid: &str) -> bool {
+        self.grant_keys.read().unwrap_or_else(|p| p.into_inner()).contains(kid)
+    }
+
     /// Grants issued under an older epoch are refused from now on.
     pub fn set_revocation_epoch(&self, epoch: u64) {
         self.revocation_epoch.fetch_max(epoch, Ordering::SeqCst);

@@ -3,7 +3,7 @@
 
 use crate::FrontState;
 use latchgate_core::error::{ApiError, ErrorCode};
-use latchgate_core::jose::{AuthHeaders, LeaseVerifier, authenticate};
+use latchgate_core::jose::{AuthHeaders, LeaseVerifier, authenticate, authenticate_operator};
 use latchgate_ipc::messages::front_broker::{FrontReply, FrontRequest, RequestAuth};
 use std::time::Duration;
 
@@ -27,13 +27,30 @@ pub async fn check(state: &FrontState, parts: &http::request::Parts) -> Result<R
     let verifier = state.lease_keys.get(|| fetch_lease_keys(state)).await?;
     match authenticate(&verifier, &state.dpop, headers, method, path, now) {
         Err(e) if e.deny_reason.as_deref() == Some("lease_unknown_kid") => {
-            let verifier = state.lease_keys.refresh(|| fetch_lease_keys(state)).await?;
+            // Possibly a key rotated in a moment ago: wait out the refresh interval rather than refuse.
+            let verifier = state.lease_keys.refresh_when_allowed(|| fetch_lease_keys(state)).await?;
             authenticate(&verifier, &state.dpop, headers, method, path, now)?;
         }
         other => {
             other?;
         }
     }
+    Ok(RequestAuth {
+        authorization: headers.authorization.unwrap_or_default().to_string(),
+        dpop: headers.dpop.unwrap_or_default().to_string(),
+        method: method.to_string(),
+        path: path.to_string(),
+    })
+}
+
+/// An operator request on the admin socket: api key + proof bound to the
+/// credential's `dpop_jkt` (the broker checks again and records the jti).
+pub fn check_operator(state: &FrontState, parts: &http::request::Parts) -> Result<RequestAuth, ApiError> {
+    let headers = AuthHeaders { authorization: header(parts, "authorization"), dpop: header(parts, "dpop") };
+    let method = parts.method.as_str();
+    let path = parts.uri.path();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    authenticate_operator(&state.cfg.config.operator_credentials, &state.dpop, headers, method, path, now)?;
     Ok(RequestAuth {
         authorization: headers.authorization.unwrap_or_default().to_string(),
         dpop: headers.dpop.unwrap_or_default().to_string(),

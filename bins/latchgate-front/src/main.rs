@@ -3,6 +3,7 @@
 //! limits, and hands typed requests to the broker.
 #![forbid(unsafe_code)]
 
+mod admin_routes;
 mod auth;
 mod listen;
 mod reply;
@@ -55,7 +56,14 @@ pub struct FrontState {
     pub dpop: latchgate_core::jose::DpopVerifier,
     /// What the kernel enforces on the front itself.
     pub confinement: latchgate_core::confine::ConfinementReport,
+    /// Requests being handled now (not idle keep-alive connections).
+    pub requests_in_progress: std::sync::atomic::AtomicUsize,
 }
+
+/// On shutdown, how long requests already being handled get to be answered.
+/// The broker stops first (draining executions), so what is left here is
+/// writing answers already decided.
+const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, (): ()) -> Result<(), FrontError> {
     let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
@@ -69,7 +77,14 @@ async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, (): ()) 
     let dpop = latchgate_core::jose::DpopVerifier::new(&cfg.config.public_base_url)
         .map_err(|e| FrontError::Config(e.to_string()))?;
     let lease_keys = latchgate_core::refresh_cache::RefreshingCache::new(std::time::Duration::from_secs(1));
-    let state = Arc::new(FrontState { cfg, broker, lease_keys, dpop, confinement: confinement.clone() });
+    let state = Arc::new(FrontState {
+        cfg,
+        broker,
+        lease_keys,
+        dpop,
+        confinement: confinement.clone(),
+        requests_in_progress: Default::default(),
+    });
     tokio::spawn(server::serve(client_listener, server::Plane::Client, state.clone()));
     tokio::spawn(server::serve(admin_listener, server::Plane::Admin, state.clone()));
 
@@ -77,5 +92,11 @@ async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, (): ()) 
     tracing::info!(client = %state.cfg.client_socket().display(), admin = %state.cfg.admin_socket().display(), "front ready");
     latchgate_ipc::link::wait_for_shutdown(&control).await;
     tracing::info!("front stopping");
+    let deadline = tokio::time::Instant::now() + ANSWER_GRACE;
+    while state.requests_in_progress.load(std::sync::atomic::Ordering::SeqCst) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Routing: which paths exist on which plane, and their handlers. Agent
 //! routes exist only on the client socket; the admin socket serves operator
-//! routes (and `/healthz`).
+//! routes (and `/healthz`), see `admin_routes`.
 
 use crate::FrontState;
 use crate::reply::{self, HttpResponse};
@@ -32,6 +32,7 @@ enum ClientRoute {
     RequestSchema(String),
     Execute(String),
     Receipt(String),
+    PollApproval(String),
 }
 
 fn client_route(method: &Method, path: &str) -> Result<ClientRoute, ErrorCode> {
@@ -48,6 +49,7 @@ fn client_route(method: &Method, path: &str) -> Result<ClientRoute, ErrorCode> {
         }
         ["v1", "actions", id, "execute"] if !id.is_empty() => (ClientRoute::Execute(id.to_string()), Method::POST),
         ["v1", "receipts", id] if !id.is_empty() => (ClientRoute::Receipt(id.to_string()), Method::GET),
+        ["v1", "approvals", id, "poll"] if !id.is_empty() => (ClientRoute::PollApproval(id.to_string()), Method::GET),
         _ => return Err(ErrorCode::NotFound),
     };
     if *method != allowed {
@@ -65,11 +67,7 @@ pub async fn handle(
     let (parts, body) = request.into_parts();
     let response = match plane {
         Plane::Client => client(&state, peer, parts, body).await,
-        Plane::Admin => match (&parts.method, parts.uri.path()) {
-            (&Method::GET, "/healthz") => reply::json(200, &json!({"status": "ok"})),
-            (_, "/healthz") => reply::code(ErrorCode::MethodNotAllowed),
-            _ => drain_then(&state, body, reply::code(ErrorCode::NotFound)).await,
-        },
+        Plane::Admin => crate::admin_routes::handle(&state, peer, parts, body).await,
     };
     Ok(response)
 }
@@ -111,26 +109,34 @@ async fn client(state: &FrontState, peer: PeerCred, parts: http::request::Parts,
             Ok(auth) => call(state, FrontRequest::GetReceipt { peer, auth, receipt_id }, LOOKUP_TIMEOUT).await,
             Err(e) => reply::error(&e),
         },
+        ClientRoute::PollApproval(approval_id) => match crate::auth::check(state, &parts).await {
+            Ok(auth) => call(state, FrontRequest::PollApproval { peer, auth, approval_id }, LOOKUP_TIMEOUT).await,
+            Err(e) => reply::error(&e),
+        },
     }
 }
 
-fn request_timeout(state: &FrontState) -> Duration {
+pub(crate) fn request_timeout(state: &FrontState) -> Duration {
     Duration::from_millis(state.cfg.config.limits.request_timeout_ms)
 }
 
 /// One broker round trip rendered as HTTP.
-async fn call(state: &FrontState, request: FrontRequest, timeout: Duration) -> HttpResponse {
+pub(crate) async fn render(state: &FrontState, request: FrontRequest, timeout: Duration) -> HttpResponse {
     match state.broker.call(request, timeout).await {
         Ok(FrontReply::Json { status, body }) => reply::raw_json(status, body),
         Ok(FrontReply::LeaseKeys { jwks_json }) => reply::raw_json(200, jwks_json),
         Ok(FrontReply::Error(e)) => reply::error(&e),
-        Ok(FrontReply::Health(_)) => reply::code(ErrorCode::InternalError),
+        Ok(FrontReply::Health(_) | FrontReply::Jsonl { .. }) => reply::code(ErrorCode::InternalError),
         Err(e) => reply::component_unavailable("broker", &e),
     }
 }
 
+async fn call(state: &FrontState, request: FrontRequest, timeout: Duration) -> HttpResponse {
+    render(state, request, timeout).await
+}
+
 /// Read (bounded) an unused body so the connection stays usable; an over-limit body is 413 on any route.
-async fn drain_then(state: &FrontState, body: Incoming, response: HttpResponse) -> HttpResponse {
+pub(crate) async fn drain_then(state: &FrontState, body: Incoming, response: HttpResponse) -> HttpResponse {
     match read_body(state, body).await {
         Ok(_) => response,
         Err(too_large_or_slow) => too_large_or_slow,

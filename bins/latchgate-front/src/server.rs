@@ -19,6 +19,22 @@ pub enum Plane {
     Admin,
 }
 
+/// Counts one request being handled (the front waits for these on shutdown).
+struct InProgress(Arc<FrontState>);
+
+impl InProgress {
+    fn enter(state: &Arc<FrontState>) -> InProgress {
+        state.requests_in_progress.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InProgress(state.clone())
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.requests_in_progress.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Largest request head hyper buffers (431 above it).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
@@ -46,7 +62,13 @@ pub async fn serve(listener: UnixListener, plane: Plane, state: Arc<FrontState>)
         };
         let state = state.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| routes::handle(state.clone(), plane, peer, request));
+            let service = service_fn(move |request| {
+                let state = state.clone();
+                async move {
+                    let _in_progress = InProgress::enter(&state);
+                    routes::handle(state.clone(), plane, peer, request).await
+                }
+            });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)

@@ -153,6 +153,7 @@ mod tests {
             allowed_sinks: vec![],
             approved_secrets: vec![],
             approved_by: None,
+            approved_by_jkt: None,
         }
     }
 

@@ -6,12 +6,18 @@
 //! | `grant-ed25519.p8`           | Ed25519, PKCS#8 DER         | grants                   |
 //! | `receipt-ed25519.p8`         | Ed25519, PKCS#8 DER         | receipts                 |
 //! | `receipt-keys.jwks.json`     | public JWKS, current first  | verifying old receipts   |
+//! | `retired-keys.json`          | public lease/grant keys     | leases/grants in flight  |
 //!
 //! Key files are created 0600 in one step (`O_CREAT|O_EXCL` with the mode, then
 //! a hard link into place so a crash never leaves a half-written key under the
 //! real name) and refused at load when group or other have any permission bit.
-//! Rotation will add keys to the receipt history (and later a lease key set);
-//! nothing outside this module learns a private key.
+//! A root process (the CLI) writing here gives every file it creates to the
+//! directory's owner, so the signer can still read it.
+//!
+//! Rotation (`crate::rotation`) replaces a key file and keeps the old public
+//! half: receipt keys in the history forever, lease and grant keys in
+//! `retired-keys.json` until every lease/grant they signed has expired.
+//! Nothing outside this crate learns a private key.
 
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -31,6 +37,11 @@ pub const LEASE_KEY_FILE: &str = "lease-es256.p8";
 pub const GRANT_KEY_FILE: &str = "grant-ed25519.p8";
 pub const RECEIPT_KEY_FILE: &str = "receipt-ed25519.p8";
 pub const RECEIPT_KEY_HISTORY_FILE: &str = "receipt-keys.jwks.json";
+pub const RETIRED_KEYS_FILE: &str = "retired-keys.json";
+
+/// Every file of a key dir, in the order a watcher stamps them.
+pub const KEY_DIR_FILES: [&str; 5] =
+    [LEASE_KEY_FILE, GRANT_KEY_FILE, RECEIPT_KEY_FILE, RECEIPT_KEY_HISTORY_FILE, RETIRED_KEYS_FILE];
 
 /// A PKCS#8 key is ~140 bytes; anything much larger is not one of ours.
 const MAX_KEY_FILE_BYTES: u64 = 16 * 1024;
@@ -50,6 +61,10 @@ pub enum KeyStoreError {
     CorruptKey { path: PathBuf, what: &'static str, reason: String },
     #[error("{path} is not a valid receipt key history: {reason}")]
     CorruptHistory { path: PathBuf, reason: String },
+    #[error("{path} is not a valid retired key list: {reason}")]
+    CorruptRetired { path: PathBuf, reason: String },
+    #[error("{path} does not exist: the keys were never generated (run `latchgate keys init`, or start the gate once)")]
+    Missing { path: PathBuf },
     #[error("lease signing failed: {0}")]
     Signing(&'static str),
 }
@@ -62,6 +77,8 @@ impl KeyStoreError {
             KeyStoreError::Io { .. } => "keystore_io",
             KeyStoreError::CorruptKey { .. } => "keystore_corrupt_key",
             KeyStoreError::CorruptHistory { .. } => "keystore_corrupt_history",
+            KeyStoreError::CorruptRetired { .. } => "keystore_corrupt_retired",
+            KeyStoreError::Missing { .. } => "keystore_missing",
             KeyStoreError::Signing(_) => "keystore_signing_failed",
         }
     }
@@ -83,6 +100,36 @@ pub struct KeyStore {
     receipt_key: SigningKey,
     receipt_kid: String,
     receipt_history: ReceiptJwks,
+    retired: RetiredKeys,
+}
+
+/// A replaced key's public half, still trusted until `verify_until` (unix s).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredKey<K> {
+    pub jwk: K,
+    pub retired_at: i64,
+    pub verify_until: i64,
+}
+
+/// `retired-keys.json`: lease and grant keys replaced by a rotation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredKeys {
+    #[serde(default)]
+    pub lease: Vec<RetiredKey<EcSigningJwk>>,
+    #[serde(default)]
+    pub grant: Vec<RetiredKey<OkpSigningJwk>>,
+}
+
+/// Whether loading may create what is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// First run: generate missing keys and fix up the history file.
+    Generate,
+    /// Reload, or a read-only source such as systemd's `$CREDENTIALS_DIRECTORY`:
+    /// every key must exist and nothing is written.
+    ReadOnly,
 }
 
 impl fmt::Debug for KeyStore {
@@ -99,9 +146,26 @@ impl KeyStore {
     /// Load the three keys from `key_dir`, generating any that is missing.
     pub fn load_or_generate(key_dir: &Path) -> Result<KeyStore, KeyStoreError> {
         ensure_private_dir(key_dir)?;
+        Self::load_with(key_dir, Mode::Generate)
+    }
 
+    /// Load the keys without creating or changing anything (reload after a
+    /// rotation, systemd credentials). A missing key is an error.
+    pub fn load(key_dir: &Path) -> Result<KeyStore, KeyStoreError> {
+        let meta = fs::symlink_metadata(key_dir).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => KeyStoreError::Missing { path: key_dir.to_owned() },
+            _ => io_err(key_dir)(e),
+        })?;
+        if !meta.file_type().is_dir() {
+            return Err(KeyStoreError::WrongFileType { path: key_dir.to_owned(), expected: "directory" });
+        }
+        check_mode(key_dir, "key directory", meta.mode(), 0o700)?;
+        Self::load_with(key_dir, Mode::ReadOnly)
+    }
+
+    fn load_with(key_dir: &Path, mode: Mode) -> Result<KeyStore, KeyStoreError> {
         let lease_path = key_dir.join(LEASE_KEY_FILE);
-        let lease_pkcs8 = load_or_create_key_file(&lease_path, || {
+        let lease_pkcs8 = load_key_file(&lease_path, mode, || {
             generate_es256_pkcs8().map(Zeroizing::new).map_err(|_| KeyStoreError::Signing("P-256 key generation"))
         })?;
         let lease_key = es256_key_from_pkcs8(&lease_pkcs8).map_err(|e| corrupt(&lease_path, "P-256 lease", e))?;
@@ -109,11 +173,12 @@ impl KeyStore {
         let lease_kid = lease_jwk.thumbprint();
 
         let grant_path = key_dir.join(GRANT_KEY_FILE);
-        let grant_key = load_or_create_ed25519(&grant_path, "Ed25519 grant")?;
+        let grant_key = load_ed25519(&grant_path, "Ed25519 grant", mode)?;
         let receipt_path = key_dir.join(RECEIPT_KEY_FILE);
-        let receipt_key = load_or_create_ed25519(&receipt_path, "Ed25519 receipt")?;
+        let receipt_key = load_ed25519(&receipt_path, "Ed25519 receipt", mode)?;
 
-        let receipt_history = sync_receipt_history(&key_dir.join(RECEIPT_KEY_HISTORY_FILE), &receipt_key)?;
+        let receipt_history = sync_receipt_history(&key_dir.join(RECEIPT_KEY_HISTORY_FILE), &receipt_key, mode)?;
+        let retired = read_retired(&key_dir.join(RETIRED_KEYS_FILE))?;
         Ok(KeyStore {
             lease_key,
             lease_jwk,
@@ -123,6 +188,7 @@ impl KeyStore {
             receipt_kid: ed25519_kid(receipt_key.verifying_key().as_bytes()),
             receipt_key,
             receipt_history,
+            retired,
         })
     }
 
@@ -143,9 +209,39 @@ impl KeyStore {
         (self.receipt_kid.clone(), self.receipt_key.sign(message).to_bytes())
     }
 
-    /// `/.well-known/jwks.json`: the lease verification key(s).
+    /// `/.well-known/jwks.json`: the current lease key, then every retired
+    /// lease key that may still have unexpired leases out.
     pub fn lease_jwks(&self) -> LeaseJwks {
-        Jwks { keys: vec![EcSigningJwk::new(&self.lease_jwk)] }
+        self.lease_jwks_at(unix_now())
+    }
+
+    pub fn lease_jwks_at(&self, now: i64) -> LeaseJwks {
+        let current = EcSigningJwk::new(&self.lease_jwk);
+        let retired = live(&self.retired.lease, now).filter(|k| k.kid != current.kid).cloned();
+        Jwks { keys: std::iter::once(current.clone()).chain(retired).collect() }
+    }
+
+    /// Grant verification keys `(kid, raw key)`: current first, then retired
+    /// grant keys whose grants may still be running.
+    pub fn grant_public_keys(&self) -> Vec<(String, [u8; 32])> {
+        self.grant_public_keys_at(unix_now())
+    }
+
+    pub fn grant_public_keys_at(&self, now: i64) -> Vec<(String, [u8; 32])> {
+        let current = (self.grant_kid.clone(), self.grant_public_key());
+        let retired = live(&self.retired.grant, now)
+            .filter(|k| k.kid != self.grant_kid)
+            .filter_map(|k| k.public_key().ok().map(|raw| (k.kid.clone(), raw)));
+        std::iter::once(current).chain(retired).collect()
+    }
+
+    /// The retired lease and grant keys as stored (expired ones included).
+    pub fn retired(&self) -> &RetiredKeys {
+        &self.retired
+    }
+
+    pub(crate) fn lease_public_jwk(&self) -> EcSigningJwk {
+        EcSigningJwk::new(&self.lease_jwk)
     }
 
     pub fn lease_kid(&self) -> &str {
@@ -175,17 +271,60 @@ impl KeyStore {
     }
 }
 
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn live<K>(keys: &[RetiredKey<K>], now: i64) -> impl Iterator<Item = &K> {
+    keys.iter().filter(move |k| k.verify_until > now).map(|k| &k.jwk)
+}
+
 fn corrupt(path: &Path, what: &'static str, reason: impl fmt::Display) -> KeyStoreError {
     KeyStoreError::CorruptKey { path: path.to_owned(), what, reason: reason.to_string() }
 }
 
-fn load_or_create_ed25519(path: &Path, what: &'static str) -> Result<SigningKey, KeyStoreError> {
-    let pkcs8 = load_or_create_key_file(path, || {
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let doc = key.to_pkcs8_der().map_err(|_| KeyStoreError::Signing("Ed25519 key encoding"))?;
-        Ok(Zeroizing::new(doc.as_bytes().to_vec()))
-    })?;
+fn load_ed25519(path: &Path, what: &'static str, mode: Mode) -> Result<SigningKey, KeyStoreError> {
+    let pkcs8 = load_key_file(path, mode, generate_ed25519_pkcs8)?;
     SigningKey::from_pkcs8_der(&pkcs8).map_err(|e| corrupt(path, what, e))
+}
+
+pub(crate) fn generate_ed25519_pkcs8() -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let doc = key.to_pkcs8_der().map_err(|_| KeyStoreError::Signing("Ed25519 key encoding"))?;
+    Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+}
+
+pub(crate) fn ed25519_public(path: &Path, pkcs8: &[u8], what: &'static str) -> Result<[u8; 32], KeyStoreError> {
+    let key = SigningKey::from_pkcs8_der(pkcs8).map_err(|e| corrupt(path, what, e))?;
+    Ok(key.verifying_key().to_bytes())
+}
+
+pub(crate) fn es256_public(path: &Path, pkcs8: &[u8]) -> Result<EcSigningJwk, KeyStoreError> {
+    let key = es256_key_from_pkcs8(pkcs8).map_err(|e| corrupt(path, "P-256 lease", e))?;
+    let jwk = es256_public_jwk(&key).map_err(|e| corrupt(path, "P-256 lease", e))?;
+    Ok(EcSigningJwk::new(&jwk))
+}
+
+pub(crate) fn generate_lease_pkcs8() -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
+    generate_es256_pkcs8().map(Zeroizing::new).map_err(|_| KeyStoreError::Signing("P-256 key generation"))
+}
+
+/// A key file read as `mode` allows: created when missing in `Generate`,
+/// an error in `ReadOnly`.
+fn load_key_file(
+    path: &Path,
+    mode: Mode,
+    generate: impl FnOnce() -> Result<Zeroizing<Vec<u8>>, KeyStoreError>,
+) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
+    match mode {
+        Mode::Generate => load_or_create_key_file(path, generate),
+        Mode::ReadOnly => read_private_file(path, MAX_KEY_FILE_BYTES).map_err(|e| match e {
+            KeyStoreError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                KeyStoreError::Missing { path: path.to_owned() }
+            }
+            other => other,
+        }),
+    }
 }
 
 /// The key dir must be a real directory with no group/other access; it is
@@ -241,7 +380,7 @@ fn load_or_create_key_file(
 
 /// Open without following symlinks, then check type and mode on the open
 /// file itself so the check and the read concern the same inode.
-fn read_private_file(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
+pub(crate) fn read_private_file(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
     let file =
         OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC).open(path).map_err(
             |e| {
@@ -267,7 +406,7 @@ fn read_private_file(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, KeySto
 
 /// Write `bytes` to a new file at `path`, mode 0600 from creation. Fails with
 /// `AlreadyExists` when `path` exists; never replaces a key.
-fn create_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
+pub(crate) fn create_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
     let tmp = temp_sibling(path);
     // A leftover from a crash mid-write; it never became the key.
     match fs::remove_file(&tmp) {
@@ -281,8 +420,8 @@ fn create_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
     sync_parent(path)
 }
 
-/// Replace `path` atomically (for the public history file).
-fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
+/// Replace `path` atomically (the public history file; a rotated key).
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
     let tmp = temp_sibling(path);
     let _ = fs::remove_file(&tmp);
     write_new_file(&tmp, bytes)?;
@@ -298,8 +437,23 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
         .open(path)
         .map_err(io_err(path))?;
+    give_to_directory_owner(&file, path)?;
     file.write_all(bytes).map_err(io_err(path))?;
     file.sync_all().map_err(io_err(path))
+}
+
+/// Run as root (the CLI rotating keys), a new file would belong to root and
+/// the signer could not read it: it goes to the owner of its directory.
+fn give_to_directory_owner(file: &File, path: &Path) -> Result<(), KeyStoreError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = fs::metadata(parent).map_err(io_err(parent))?;
+    if dir.uid() == 0 && dir.gid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid())).map_err(io_err(path))
 }
 
 fn temp_sibling(path: &Path) -> PathBuf {
@@ -312,11 +466,9 @@ fn sync_parent(path: &Path) -> Result<(), KeyStoreError> {
     File::open(parent).and_then(|d| d.sync_all()).map_err(io_err(parent))
 }
 
-/// Make sure the current receipt key heads the history; older keys stay so
-/// receipts signed before a rotation still verify.
-fn sync_receipt_history(path: &Path, current: &SigningKey) -> Result<ReceiptJwks, KeyStoreError> {
-    let current = OkpSigningJwk::new(current.verifying_key().as_bytes());
-    let mut history: ReceiptJwks = match read_private_file(path, MAX_HISTORY_FILE_BYTES) {
+/// The receipt key history as stored (empty when there is none yet).
+pub(crate) fn read_receipt_history(path: &Path) -> Result<ReceiptJwks, KeyStoreError> {
+    let history: ReceiptJwks = match read_private_file(path, MAX_HISTORY_FILE_BYTES) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| KeyStoreError::CorruptHistory { path: path.to_owned(), reason: e.to_string() })?,
         Err(KeyStoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Jwks::default(),
@@ -328,15 +480,50 @@ fn sync_receipt_history(path: &Path, current: &SigningKey) -> Result<ReceiptJwks
             reason: format!("{}: {e}", key.kid),
         })?;
     }
+    Ok(history)
+}
+
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), KeyStoreError> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| KeyStoreError::CorruptHistory { path: path.to_owned(), reason: e.to_string() })?;
+    replace_file(path, &bytes)
+}
+
+/// Make sure the current receipt key heads the history; older keys stay so
+/// receipts signed before a rotation still verify. Read-only sources get the
+/// fix in memory only.
+fn sync_receipt_history(path: &Path, current: &SigningKey, mode: Mode) -> Result<ReceiptJwks, KeyStoreError> {
+    let current = OkpSigningJwk::new(current.verifying_key().as_bytes());
+    let mut history = read_receipt_history(path)?;
     if history.keys.first() == Some(&current) {
         return Ok(history);
     }
     history.keys.retain(|k| k.kid != current.kid);
     history.keys.insert(0, current);
-    let bytes = serde_json::to_vec_pretty(&history)
-        .map_err(|e| KeyStoreError::CorruptHistory { path: path.to_owned(), reason: e.to_string() })?;
-    replace_file(path, &bytes)?;
+    if mode == Mode::Generate {
+        write_json(path, &history)?;
+    }
     Ok(history)
+}
+
+/// `retired-keys.json`, or none when the file does not exist (never rotated).
+pub(crate) fn read_retired(path: &Path) -> Result<RetiredKeys, KeyStoreError> {
+    let corrupt = |reason: String| KeyStoreError::CorruptRetired { path: path.to_owned(), reason };
+    let retired: RetiredKeys = match read_private_file(path, MAX_HISTORY_FILE_BYTES) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?,
+        Err(KeyStoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => RetiredKeys::default(),
+        Err(e) => return Err(e),
+    };
+    for key in &retired.lease {
+        key.jwk.public_jwk().map_err(|e| corrupt(format!("lease key {}: {e}", key.jwk.kid)))?;
+        if key.jwk.public_jwk().map(|j| j.thumbprint()).ok().as_deref() != Some(key.jwk.kid.as_str()) {
+            return Err(corrupt(format!("lease key {}: kid is not its thumbprint", key.jwk.kid)));
+        }
+    }
+    for key in &retired.grant {
+        key.jwk.public_key().map_err(|e| corrupt(format!("grant key {}: {e}", key.jwk.kid)))?;
+    }
+    Ok(retired)
 }
 
 #[cfg(test)]

@@ -4,4 +4,6 @@
 
 pub mod grant_book;
 pub mod keystore;
+pub mod reload;
+pub mod rotation;
 pub mod service;

@@ -12,25 +12,54 @@ use latchgate_ipc::messages::status::ProcessStatus;
 use latchgate_ipc::{BrokerSigner, ChannelKind, ExecutorSigner};
 use latchgate_signer::keystore::KeyStore;
 use latchgate_signer::service::SignerService;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 const ROLE: Role = Role::Signer;
+
+/// Set by systemd for a unit with `LoadCredential=`: a private, read-only copy of the keys.
+const CREDENTIALS_ENV: &str = "CREDENTIALS_DIRECTORY";
 
 fn main() {
     // Keys are loaded (and generated on first run) before Landlock makes the key dir read-only.
     process::run_child(ROLE, ChildError::code, load_keys, run);
 }
 
-fn load_keys(
-    cfg: &latchgate_core::config::LoadedConfig,
-    _: &mut latchgate_core::confine::SealInputs,
-) -> Result<KeyStore, ChildError> {
-    let keys = KeyStore::load_or_generate(&cfg.key_dir()).map_err(|e| ChildError::setup(e.code(), e))?;
-    tracing::info!(?keys, "keys loaded");
-    Ok(keys)
+/// Where the keys come from and whether the running signer watches it for rotations.
+struct KeySource {
+    keys: KeyStore,
+    watch: Option<PathBuf>,
 }
 
-async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, keys: KeyStore) -> Result<(), ChildError> {
+fn load_keys(
+    cfg: &latchgate_core::config::LoadedConfig,
+    inputs: &mut latchgate_core::confine::SealInputs,
+) -> Result<KeySource, ChildError> {
+    let setup = |e: latchgate_signer::keystore::KeyStoreError| ChildError::setup(e.code(), e);
+    let source = match std::env::var_os(CREDENTIALS_ENV).filter(|d| !d.is_empty()) {
+        // systemd: the copy never changes while the unit runs, and nothing may be generated in it.
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            let keys = KeyStore::load(&dir).map_err(setup)?;
+            tracing::info!(?keys, credentials = %dir.display(), "keys loaded from systemd credentials");
+            // Landlock's `{key_dir}` rule then covers the directory the keys really come from.
+            inputs.paths.insert("key_dir".into(), dir);
+            KeySource { keys, watch: None }
+        }
+        None => {
+            let keys = KeyStore::load_or_generate(&cfg.key_dir()).map_err(setup)?;
+            tracing::info!(?keys, "keys loaded");
+            KeySource { keys, watch: Some(cfg.key_dir()) }
+        }
+    };
+    Ok(source)
+}
+
+async fn run(
+    cfg: latchgate_core::config::LoadedConfig,
+    sealer: Sealer,
+    KeySource { keys, watch }: KeySource,
+) -> Result<(), ChildError> {
     let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
     let from_broker = endpoints.source(ChannelKind::BrokerSigner)?;
     let from_executor = endpoints.source(ChannelKind::ExecutorSigner)?;
@@ -39,6 +68,9 @@ async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, keys: Ke
     tracing::info!(confinement = %confinement.summary(), "sealed");
     let status = move || ProcessStatus::current(ROLE, true, Some(confinement.clone()));
     let service = Arc::new(SignerService::new(keys));
+    if let Some(dir) = watch {
+        tokio::spawn(latchgate_signer::reload::watch_key_dir(service.clone(), dir));
+    }
 
     let (for_broker, for_executor) = (status.clone(), status.clone());
     let broker_service = service.clone();

@@ -10,9 +10,12 @@ use latchgate_core::receipt::{Receipt, signing_payload};
 use latchgate_ipc::messages::broker_signer::{GrantPublicKey, PublicKeys, SignerReply, SignerRequest};
 use latchgate_ipc::messages::executor_signer::{SecretsReply, SecretsRequest};
 use latchgate_ipc::messages::status::ProcessStatus;
+use std::sync::{Arc, RwLock};
 
 pub struct SignerService {
-    keys: KeyStore,
+    /// Swapped whole on reload (rotation); the grant book is not, so grants
+    /// issued before a rotation still get their receipts.
+    keys: RwLock<Arc<KeyStore>>,
     grants: GrantBook,
 }
 
@@ -27,7 +30,16 @@ fn unix_now() -> i64 {
 
 impl SignerService {
     pub fn new(keys: KeyStore) -> Self {
-        SignerService { keys, grants: GrantBook::default() }
+        SignerService { keys: RwLock::new(Arc::new(keys)), grants: GrantBook::default() }
+    }
+
+    fn keys(&self) -> Arc<KeyStore> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Use `keys` from now on (a rotation was loaded).
+    pub fn replace_keys(&self, keys: KeyStore) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
     }
 
     pub fn handle_broker(&self, request: SignerRequest, status: ProcessStatus) -> SignerReply {
@@ -50,14 +62,16 @@ impl SignerService {
         }
     }
 
+    /// Current grant key first, then retired ones whose grants may still run.
     fn grant_keys(&self) -> Vec<GrantPublicKey> {
-        vec![GrantPublicKey { kid: self.keys.grant_kid().to_string(), key: self.keys.grant_public_key() }]
+        self.keys().grant_public_keys().into_iter().map(|(kid, key)| GrantPublicKey { kid, key }).collect()
     }
 
     pub fn public_keys(&self) -> Result<PublicKeys, serde_json::Error> {
+        let keys = self.keys();
         Ok(PublicKeys {
-            lease_jwks_json: serde_json::to_string(&self.keys.lease_jwks())?,
-            receipt_jwks_json: serde_json::to_string(&self.keys.receipt_jwks())?,
+            lease_jwks_json: serde_json::to_string(&keys.lease_jwks())?,
+            receipt_jwks_json: serde_json::to_string(&keys.receipt_jwks())?,
             grant_keys: self.grant_keys(),
         })
     }
@@ -78,7 +92,7 @@ impl SignerService {
                 format!("lifetime {lifetime} s or iat {} out of range", claims.iat),
             );
         }
-        match self.keys.sign_lease(&claims) {
+        match self.keys().sign_lease(&claims) {
             Ok(jwt) => SignerReply::Lease { jwt },
             Err(e) => refused(e.code(), e),
         }
@@ -92,7 +106,7 @@ impl SignerService {
             Ok(m) => m,
             Err(e) => return refused("grant_unencodable", e),
         };
-        let (kid, signature) = self.keys.sign_grant(&message);
+        let (kid, signature) = self.keys().sign_grant(&message);
         SignerReply::Grant(Box::new(SignedGrant { grant, kid, signature: signature.to_vec() }))
     }
 
@@ -116,8 +130,10 @@ impl SignerService {
             Ok(h) => h,
             Err(e) => return refused(e.code(), e),
         };
-        let kid = self.keys.receipt_kid().to_string();
-        let (_, signature) = self.keys.sign_receipt(&signing_payload(&kid, &result_hash));
+        // One snapshot of the keys: the kid named is the key that signed.
+        let keys = self.keys();
+        let kid = keys.receipt_kid().to_string();
+        let (_, signature) = keys.sign_receipt(&signing_payload(&kid, &result_hash));
         SignerReply::Receipt { signing_key_id: kid, result_hash, signature: signature.to_vec() }
     }
 }

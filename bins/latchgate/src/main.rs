@@ -17,6 +17,9 @@ struct Cli {
     /// Path to latchgate.toml.
     #[arg(long, global = true, env = "LATCHGATE_CONFIG", default_value = "latchgate.toml")]
     config: PathBuf,
+    /// Who talks to the admin socket (commands that use it).
+    #[command(flatten)]
+    operator: commands::admin_client::OperatorArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,10 +46,54 @@ enum Command {
         #[command(subcommand)]
         command: commands::receipt::ReceiptCommand,
     },
-    /// Per-principal ACL in <policies_dir>/data.json (the running gate reloads it).
+    /// Per-principal ACL in <policies_dir>/data.json (through the admin socket; --offline edits the file).
     Policy {
         #[command(subcommand)]
         command: commands::policy::PolicyCommand,
+    },
+    /// The gate's health: processes and their confinement, dependencies, counters.
+    Status(commands::status::StatusArgs),
+    /// Registered actions and their trust, or one action in detail.
+    Actions(commands::actions::ActionsArgs),
+    /// Held calls waiting for an operator: list, show, approve, deny.
+    Approvals {
+        #[command(subcommand)]
+        command: commands::approvals::ApprovalsCommand,
+    },
+    /// Kill switch: revoke every lease and grant issued so far (asks first unless -y).
+    Revoke(commands::operations::RevokeArgs),
+    /// Receipts from the gate: fetch one, or fetch and verify it against the gate's receipt keys.
+    Receipts {
+        #[command(subcommand)]
+        command: commands::receipts::ReceiptsCommand,
+    },
+    /// Dispatched calls whose outcome is unknown (unresolved execution intents).
+    Intents(commands::operations::JsonArgs),
+    /// Refuse new executions (503 draining) while in-flight ones finish; --resume lifts it.
+    Drain(commands::operations::DrainArgs),
+    /// Load manifests and policy data again.
+    Reload(commands::operations::JsonArgs),
+    /// latchgate.toml: validate, read and write keys, add principals and operators, test a webhook.
+    Config {
+        #[command(subcommand)]
+        command: commands::config_cmd::ConfigCommand,
+    },
+    /// Install the gate as systemd units rendered for this config (--systemd [--prefix DIR] [--dry-run]).
+    Install(commands::install::InstallArgs),
+    /// Evidence ledger operations: online backup.
+    Ledger {
+        #[command(subcommand)]
+        command: commands::ledger::LedgerCommand,
+    },
+    /// Webhook outbox: list, dead-letters, replay ID.
+    Webhooks {
+        #[command(subcommand)]
+        command: commands::webhooks::WebhooksCommand,
+    },
+    /// The signer's keys: init, list, rotate receipt|grant|lease.
+    Keys {
+        #[command(subcommand)]
+        command: commands::keys::KeysCommand,
     },
 }
 
@@ -65,11 +112,24 @@ fn main() -> ExitCode {
         Command::Up => supervise(&cli.config, true),
         Command::Serve => supervise(&cli.config, false),
         Command::Doctor(args) => commands::doctor::run(&cli.config, args),
-        Command::Egress { command } => commands::egress::run(&cli.config, command),
-        Command::Audit(args) => commands::audit::run(&cli.config, args),
-        Command::Verify(args) => commands::verify::run(&cli.config, args),
+        Command::Egress { command } => commands::egress::run(&cli.config, &cli.operator, command),
+        Command::Audit(args) => commands::audit::run(&cli.config, &cli.operator, args),
+        Command::Verify(args) => commands::verify::run(&cli.config, &cli.operator, args),
         Command::Receipt { command } => commands::receipt::run(command),
-        Command::Policy { command } => commands::policy::run(&cli.config, command),
+        Command::Policy { command } => commands::policy::run(&cli.config, &cli.operator, command),
+        Command::Status(args) => commands::status::run(&cli.config, &cli.operator, args),
+        Command::Actions(args) => commands::actions::run(&cli.config, &cli.operator, args),
+        Command::Approvals { command } => commands::approvals::run(&cli.config, &cli.operator, command),
+        Command::Revoke(args) => commands::operations::revoke(&cli.config, &cli.operator, args),
+        Command::Receipts { command } => commands::receipts::run(&cli.config, &cli.operator, command),
+        Command::Intents(args) => commands::operations::intents(&cli.config, &cli.operator, args),
+        Command::Drain(args) => commands::operations::drain(&cli.config, &cli.operator, args),
+        Command::Reload(args) => commands::operations::reload(&cli.config, &cli.operator, args),
+        Command::Config { command } => commands::config_cmd::run(&cli.config, command),
+        Command::Keys { command } => commands::keys::run(&cli.config, command),
+        Command::Ledger { command } => commands::ledger::run(&cli.config, command),
+        Command::Install(args) => commands::install::run(&cli.config, args),
+        Command::Webhooks { command } => commands::webhooks::run(&cli.config, command),
     }
 }
 

@@ -28,11 +28,16 @@ impl Gate {
         self.fixture.dir.path()
     }
 
+    /// `audit` and `verify` read the ledger file here (`--offline`): no gate runs in these tests.
     fn run(&self, args: &[&str]) -> Output {
+        let mut args = args.to_vec();
+        if matches!(args.first(), Some(&"audit" | &"verify")) {
+            args.push("--offline");
+        }
         Command::new(env!("CARGO_BIN_EXE_latchgate"))
             .arg("--config")
             .arg(&self.config)
-            .args(args)
+            .args(&args)
             .env_remove("LATCHGATE_CONFIG")
             .env("RUST_LOG", "warn")
             .output()

@@ -65,8 +65,15 @@ pub fn drop_identity(target: Option<ProcessIdentity>) -> Result<(), ConfineError
     verify(&ProcStatus::read_self()?, target, could_clear_bounding)
 }
 
+/// Clears `set`, skipping the syscall when it is already empty: a systemd
+/// unit (`CapabilityBoundingSet=`, `User=`) starts us with nothing, and its
+/// syscall filter then need not allow `capset` at all.
 fn clear(set: CapSet, step: &'static str) -> Result<(), ConfineError> {
-    caps::clear(None, set).map_err(|e| ConfineError::CapabilityDrop { step, message: e.to_string() })
+    let error = |e: caps::errors::CapsError| ConfineError::CapabilityDrop { step, message: e.to_string() };
+    if caps::read(None, set).map_err(error)?.is_empty() {
+        return Ok(());
+    }
+    caps::clear(None, set).map_err(error)
 }
 
 /// The kernel's view must match what we asked for; anything else is fatal.

@@ -9,6 +9,7 @@ pub mod jwk;
 pub mod jwks;
 pub mod jws;
 pub mod lease;
+pub mod operator_auth;
 pub mod request_auth;
 
 pub use b64::{Base64UrlError, b64url_decode, b64url_encode};
@@ -21,4 +22,5 @@ pub use lease::{
     Audience, Confirmation, LEASE_AUDIENCE, LEASE_DEFAULT_TTL_SECONDS, LEASE_ISSUER, LEASE_MAX_TTL_SECONDS,
     LeaseBudgets, LeaseClaims, LeaseError, LeaseParams, LeaseVerifier, clamp_lease_ttl,
 };
+pub use operator_auth::{OperatorAuthenticated, authenticate_operator};
 pub use request_auth::{AuthHeaders, Authenticated, authenticate, dpop_access_token};

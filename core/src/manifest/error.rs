@@ -65,6 +65,10 @@ pub enum DigestError {
     ModuleUnreadable { action_id: String, path: PathBuf, message: String },
     #[error("{action_id}: provider module {path} has digest {actual}, manifest pins {expected}")]
     Mismatch { action_id: String, path: PathBuf, expected: String, actual: String },
+    /// After a reload: the manifest pins a digest no module was verified
+    /// against at start (the broker cannot read the providers dir once sealed).
+    #[error("{action_id}: pinned digest {digest} was not verified at start; restart the gate to verify it")]
+    NotVerified { action_id: String, digest: String },
 }
 
 impl DigestError {
@@ -72,6 +76,7 @@ impl DigestError {
         match self {
             DigestError::ModuleUnreadable { .. } => "provider_module_unreadable",
             DigestError::Mismatch { .. } => "action_digest_mismatch",
+            DigestError::NotVerified { .. } => "provider_module_not_verified",
         }
     }
 }

@@ -123,6 +123,17 @@ impl RegisteredAction {
         })
     }
 
+    /// `sha256:` of everything that defines the action as the gate runs it:
+    /// the manifest and both schemas (which may live in files of their own).
+    /// An approval pins it, so a plan approved later runs exactly what was held.
+    pub fn definition_hash(&self) -> Result<String, crate::jcs::JcsError> {
+        crate::jcs::hash(&json!({
+            "manifest": self.manifest,
+            "request_schema": self.request.schema(),
+            "response_schema": self.response_schema(),
+        }))
+    }
+
     /// Hash the action's provider module under `providers_dir` and compare it
     /// with the pinned `provider_module_digest`.
     pub fn verify_module_digest(&self, providers_dir: &Path) -> Result<(), DigestError> {
@@ -251,5 +262,37 @@ impl DigestTrust {
 
     pub fn all_trusted(&self) -> bool {
         self.verdicts.values().all(Result::is_ok)
+    }
+
+    /// Trust for `reloaded` without hashing any module again: an action is
+    /// trusted only when its pinned digest is one that a module of `verified`
+    /// (the registry this trust was computed for) matched.
+    pub fn carried_to(&self, verified: &Registry, reloaded: &Registry) -> DigestTrust {
+        let good: std::collections::BTreeSet<&str> = verified
+            .iter()
+            .filter(|a| self.is_trusted(a.id()))
+            .map(|a| a.manifest().provider_module_digest.as_str())
+            .collect();
+        let verdicts = reloaded
+            .iter()
+            .map(|a| {
+                let m = a.manifest();
+                let verdict = if good.contains(m.provider_module_digest.as_str()) {
+                    Ok(())
+                } else {
+                    Err(DigestError::NotVerified {
+                        action_id: m.action_id.clone(),
+                        digest: m.provider_module_digest.clone(),
+                    })
+                };
+                (m.action_id.clone(), verdict)
+            })
+            .collect();
+        DigestTrust { verdicts }
+    }
+
+    /// Why `action_id` is not trusted (`None` when it is, or is unknown).
+    pub fn failure(&self, action_id: &str) -> Option<&DigestError> {
+        self.verdicts.get(action_id).and_then(|v| v.as_ref().err())
     }
 }

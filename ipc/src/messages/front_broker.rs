@@ -1,6 +1,7 @@
 //! front → broker. One variant per agent route the broker answers; the front
 //! keeps HTTP to itself and sends only typed, size-bounded requests.
 
+use super::admin::AdminRequest;
 use super::status::HealthReport;
 use latchgate_core::error::ApiError;
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,19 @@ pub enum FrontRequest {
         auth: RequestAuth,
         receipt_id: String,
     },
+    /// `GET /v1/approvals/{id}/poll` (client socket; lease + DPoP, same session).
+    PollApproval {
+        peer: PeerCred,
+        auth: RequestAuth,
+        approval_id: String,
+    },
+    /// An operator route of the admin socket (`auth` carries the operator's
+    /// api key and proof; the broker checks them again).
+    Admin {
+        peer: PeerCred,
+        auth: RequestAuth,
+        request: AdminRequest,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,4 +84,11 @@ pub enum FrontReply {
         body: String,
     },
     Error(ApiError),
+    /// One page of a JSONL export; `next_after_seq` is `None` on the last
+    /// page, else `continuation` authorises asking for the next one (once).
+    Jsonl {
+        body: String,
+        next_after_seq: Option<u64>,
+        continuation: Option<String>,
+    },
 }

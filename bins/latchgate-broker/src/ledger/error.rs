@@ -28,6 +28,8 @@ pub enum LedgerError {
     ReceiptExists(String),
     #[error("approval {0} already has an outcome")]
     ApprovalAlreadyDecided(String),
+    #[error("approval {0} already exists")]
+    ApprovalExists(String),
     /// A value could not be serialized or hashed (JCS).
     #[error("ledger record cannot be encoded: {0}")]
     Encoding(String),
@@ -52,6 +54,7 @@ impl LedgerError {
             LedgerError::IntentNotPending(..) => "ledger_intent_not_pending",
             LedgerError::ReceiptExists(_) => "ledger_receipt_exists",
             LedgerError::ApprovalAlreadyDecided(_) => "ledger_approval_already_decided",
+            LedgerError::ApprovalExists(_) => "ledger_approval_exists",
             LedgerError::Encoding(_) => "ledger_encoding_failed",
             LedgerError::CorruptRow(_) => "ledger_corrupt_row",
             LedgerError::SchemaTooNew { .. } => "ledger_schema_too_new",

@@ -65,6 +65,21 @@ pub enum Witness {
         operator: String,
         ts: String,
         plan_hash: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operator_jkt: Option<String>,
+    },
+    ApprovalRequested {
+        approval_id: String,
+        trace_id: String,
+        action_id: String,
+        principal: String,
+        session_id: String,
+        request_hash: String,
+        plan_hash: String,
+        created_at: String,
+        expires_at: String,
     },
 }
 

@@ -87,9 +87,60 @@ pub struct Finalization {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalOutcome {
     pub approval_id: String,
-    /// `approved` | `denied` | `expired` …
+    /// `approved` | `denied` | `expired` | `failed` (approved, but a re-check refused to run it)
     pub outcome: String,
     pub operator: String,
     pub ts: String,
     pub plan_hash: String,
+    /// Deny reason, or the re-check that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Thumbprint of the DPoP key the deciding operator proved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_jkt: Option<String>,
+}
+
+/// A held call as the pipeline stores it: the plan text is immutable and
+/// `plan_hash` is `sha256:` of exactly these bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewApproval {
+    pub approval_id: String,
+    pub trace_id: String,
+    pub action_id: String,
+    pub principal: String,
+    pub session_id: String,
+    pub request_hash: String,
+    pub plan_hash: String,
+    pub plan: String,
+    /// Ledger timestamp (fixed width, so text order is time order).
+    pub expires_at: String,
+}
+
+/// A stored approval with what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    pub approval_id: String,
+    pub trace_id: String,
+    pub action_id: String,
+    pub principal: String,
+    pub session_id: String,
+    pub request_hash: String,
+    pub plan_hash: String,
+    pub plan: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub outcome: Option<ApprovalOutcome>,
+    /// The execution of an approved plan: its intent's state and receipt, if any.
+    pub intent_state: Option<IntentState>,
+    pub receipt_id: Option<String>,
+}
+
+/// Which approvals `list_approvals` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalFilter {
+    All,
+    /// No outcome yet.
+    Pending,
+    /// Outcome equal to this value.
+    Outcome(&'static str),
 }

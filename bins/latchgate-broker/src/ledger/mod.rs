@@ -12,9 +12,11 @@
 //!    A [`LedgerError::Persistence`] maps to `evidence_persistence_failed`
 //!    and the intent stays pending (listed by [`Ledger::unresolved_intents`]).
 
+pub mod backup;
 mod error;
 mod event;
 mod intent;
+pub mod outbox;
 mod reader;
 mod records;
 mod schema;
@@ -32,8 +34,11 @@ use latchgate_core::receipt::Receipt;
 
 pub use error::LedgerError;
 pub use event::{AuditEvent, GENESIS_PREV_HASH, NewAuditEvent, ReceiptWitness, Witness, ledger_timestamp};
-pub use intent::{ApprovalOutcome, ExecutionIntent, Finalization, IntentResolution, IntentState, NewIntent};
-pub use reader::{DEFAULT_EVENT_LIMIT, EventFilter, MAX_EVENT_LIMIT};
+pub use intent::{
+    ApprovalFilter, ApprovalOutcome, ApprovalRecord, ExecutionIntent, Finalization, IntentResolution, IntentState,
+    NewApproval, NewIntent,
+};
+pub use reader::{DEFAULT_EVENT_LIMIT, EventFilter, LearnedDomain, MAX_EVENT_LIMIT};
 pub use records::{INTENT_FAILED_EVENT, INTENT_RECORDED_EVENT};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use verify::{BreakReason, ChainBreak, VerifyReport};
@@ -50,6 +55,9 @@ pub struct LedgerOptions {
     /// every write fails with [`LedgerError::Persistence`], exactly as on a
     /// full disk. `None` = SQLite's default (effectively unlimited).
     pub max_page_count: Option<u64>,
+    /// Webhook subscriptions: events they subscribe to get an outbox row in
+    /// the transaction that appends the event.
+    pub outbox_routes: outbox::OutboxRoutes,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -104,7 +112,7 @@ impl Ledger {
         schema::migrate(&mut conn)?;
         let head = writer::load_head(&conn)?;
         let counters = Arc::new(writer::WriterCounters::default());
-        let (jobs, handle) = writer::spawn(conn, head, Arc::clone(&counters))
+        let (jobs, handle) = writer::spawn(conn, head, options.outbox_routes.clone(), Arc::clone(&counters))
             .map_err(|e| LedgerError::Persistence(format!("cannot start ledger writer: {e}")))?;
         Ok(Ledger {
             inner: Arc::new(Inner {
@@ -178,6 +186,52 @@ impl Ledger {
         self.submit(move |ctx| records::record_approval_outcome(ctx, outcome, event)).await
     }
 
+    /// Stores a held call (immutable plan) with its audit event, in one transaction.
+    pub async fn record_approval(
+        &self,
+        approval: NewApproval,
+        event: NewAuditEvent,
+    ) -> Result<ApprovalRecord, LedgerError> {
+        self.submit(move |ctx| records::record_approval(ctx, approval, event)).await
+    }
+
+    pub async fn get_approval(&self, approval_id: String) -> Result<Option<ApprovalRecord>, LedgerError> {
+        self.read(move |c| reader::get_approval(c, &approval_id)).await
+    }
+
+    pub async fn list_approvals(&self, filter: ApprovalFilter, limit: u32) -> Result<Vec<ApprovalRecord>, LedgerError> {
+        self.read(move |c| reader::list_approvals(c, filter, limit)).await
+    }
+
+    /// Pending approvals whose expiry is at or before `now`.
+    pub async fn expired_pending_approvals(
+        &self,
+        now: time::OffsetDateTime,
+    ) -> Result<Vec<ApprovalRecord>, LedgerError> {
+        let now = ledger_timestamp(now);
+        self.read(move |c| reader::expired_pending_approvals(c, &now)).await
+    }
+
+    pub async fn count_pending_approvals(&self) -> Result<u64, LedgerError> {
+        self.read(reader::count_pending_approvals).await
+    }
+
+    pub async fn learned_domains(&self) -> Result<Vec<LearnedDomain>, LedgerError> {
+        self.read(reader::learned_domains).await
+    }
+
+    /// One page of the JSONL export: events after `after_seq`, at most
+    /// `max_events` and about `max_bytes`. Returns the text and the last seq
+    /// written (`None` when no event is left).
+    pub async fn export_page(
+        &self,
+        after_seq: u64,
+        max_events: u32,
+        max_bytes: usize,
+    ) -> Result<(String, Option<u64>), LedgerError> {
+        self.read(move |c| reader::export_page(c, after_seq, max_events, max_bytes)).await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Connection) -> Result<T, LedgerError> + Send + 'static,
@@ -186,6 +240,24 @@ impl Ledger {
         tokio::task::spawn_blocking(move || readers.with_connection(query))
             .await
             .map_err(|e| LedgerError::Persistence(format!("ledger read task failed: {e}")))?
+    }
+
+    /// Pending webhook deliveries whose time has come, with their audit events.
+    pub async fn due_deliveries(&self, limit: u32) -> Result<Vec<outbox::DueDelivery>, LedgerError> {
+        self.read(move |c| outbox::due(c, &event::now_timestamp(), limit)).await
+    }
+
+    /// The result of one delivery attempt (delivery state only: no audit event).
+    pub async fn record_delivery_attempt(
+        &self,
+        delivery_id: String,
+        outcome: outbox::AttemptOutcome,
+    ) -> Result<(), LedgerError> {
+        self.submit(move |ctx| outbox::record_attempt(ctx.conn, &delivery_id, &outcome)).await
+    }
+
+    pub async fn outbox_counts(&self) -> Result<outbox::OutboxCounts, LedgerError> {
+        self.read(|c| outbox::counts(c, None)).await
     }
 
     pub async fn unresolved_intents(&self) -> Result<Vec<ExecutionIntent>, LedgerError> {
@@ -300,6 +372,19 @@ impl LedgerReader {
 
     pub fn unresolved_intents(&self) -> Result<Vec<ExecutionIntent>, LedgerError> {
         self.with_connection(reader::unresolved_intents)
+    }
+
+    /// The webhook outbox, newest first (`latchgate webhooks list|dead-letters`).
+    pub fn outbox(
+        &self,
+        state: Option<outbox::DeliveryState>,
+        limit: u32,
+    ) -> Result<Vec<outbox::OutboxRow>, LedgerError> {
+        self.with_connection(|c| outbox::list(c, state, limit))
+    }
+
+    pub fn outbox_counts(&self, webhook: Option<&str>) -> Result<outbox::OutboxCounts, LedgerError> {
+        self.with_connection(|c| outbox::counts(c, webhook))
     }
 
     /// Writes every event as JSONL in chain order; returns the number written.

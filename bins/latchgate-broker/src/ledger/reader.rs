@@ -10,7 +10,7 @@ use latchgate_core::receipt::Receipt;
 
 use super::LedgerError;
 use super::event::{AuditEvent, ledger_timestamp};
-use super::intent::{ApprovalOutcome, ExecutionIntent, IntentState};
+use super::intent::{ApprovalFilter, ApprovalOutcome, ApprovalRecord, ExecutionIntent, IntentState};
 
 /// Default and maximum number of events one query returns.
 pub const DEFAULT_EVENT_LIMIT: u32 = 100;
@@ -145,22 +145,173 @@ pub fn get_receipt(conn: &Connection, receipt_id: &str) -> Result<Option<Receipt
         .transpose()
 }
 
+pub(super) const OUTCOME_COLUMNS: &str = "approval_id, outcome, operator, ts, plan_hash, reason, operator_jkt";
+
+/// Maps a row of [`OUTCOME_COLUMNS`] starting at column `at`.
+pub(super) fn outcome_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<ApprovalOutcome> {
+    Ok(ApprovalOutcome {
+        approval_id: r.get(at)?,
+        outcome: r.get(at + 1)?,
+        operator: r.get(at + 2)?,
+        ts: r.get(at + 3)?,
+        plan_hash: r.get(at + 4)?,
+        reason: r.get(at + 5)?,
+        operator_jkt: r.get(at + 6)?,
+    })
+}
+
 pub fn get_approval_outcome(conn: &Connection, approval_id: &str) -> Result<Option<ApprovalOutcome>, LedgerError> {
     Ok(conn
         .query_row(
-            "SELECT approval_id, outcome, operator, ts, plan_hash FROM approval_outcomes WHERE approval_id = ?1",
+            &format!("SELECT {OUTCOME_COLUMNS} FROM approval_outcomes WHERE approval_id = ?1"),
             [approval_id],
-            |r| {
-                Ok(ApprovalOutcome {
-                    approval_id: r.get(0)?,
-                    outcome: r.get(1)?,
-                    operator: r.get(2)?,
-                    ts: r.get(3)?,
-                    plan_hash: r.get(4)?,
-                })
-            },
+            |r| outcome_from_row(r, 0),
         )
         .optional()?)
+}
+
+pub(super) const APPROVAL_COLUMNS: &str = "approval_id, trace_id, action_id, principal, session_id, request_hash, \
+     plan_hash, plan, created_at, expires_at";
+
+/// An approval row with its outcome and the latest execution of its trace.
+const APPROVAL_SELECT: &str = "SELECT a.approval_id, a.trace_id, a.action_id, a.principal, a.session_id, \
+     a.request_hash, a.plan_hash, a.plan, a.created_at, a.expires_at, \
+     o.approval_id, o.outcome, o.operator, o.ts, o.plan_hash, o.reason, o.operator_jkt, \
+     (SELECT i.state FROM execution_intents i WHERE i.trace_id = a.trace_id ORDER BY i.created_at DESC LIMIT 1), \
+     (SELECT r.receipt_id FROM execution_intents i JOIN receipts r ON r.grant_id = i.grant_id \
+        WHERE i.trace_id = a.trace_id ORDER BY r.created_at DESC LIMIT 1) \
+     FROM approvals a LEFT JOIN approval_outcomes o ON o.approval_id = a.approval_id";
+
+fn approval_from_row(r: &Row<'_>) -> Result<ApprovalRecord, LedgerError> {
+    let outcome = match r.get::<_, Option<String>>(10)? {
+        Some(_) => Some(outcome_from_row(r, 10)?),
+        None => None,
+    };
+    let intent_state: Option<String> = r.get(17)?;
+    let intent_state = intent_state
+        .map(|s| IntentState::parse(&s).ok_or_else(|| LedgerError::CorruptRow(format!("intent state {s:?}"))))
+        .transpose()?;
+    Ok(ApprovalRecord {
+        approval_id: r.get(0)?,
+        trace_id: r.get(1)?,
+        action_id: r.get(2)?,
+        principal: r.get(3)?,
+        session_id: r.get(4)?,
+        request_hash: r.get(5)?,
+        plan_hash: r.get(6)?,
+        plan: r.get(7)?,
+        created_at: r.get(8)?,
+        expires_at: r.get(9)?,
+        outcome,
+        intent_state,
+        receipt_id: r.get(18)?,
+    })
+}
+
+fn approvals_where(conn: &Connection, clause: &str, args: &[&dyn ToSql]) -> Result<Vec<ApprovalRecord>, LedgerError> {
+    let mut statement = conn.prepare(&format!("{APPROVAL_SELECT} {clause}"))?;
+    let mut rows = statement.query(args)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(approval_from_row(row)?);
+    }
+    Ok(found)
+}
+
+pub fn get_approval(conn: &Connection, approval_id: &str) -> Result<Option<ApprovalRecord>, LedgerError> {
+    Ok(approvals_where(conn, "WHERE a.approval_id = ?1", &[&approval_id])?.pop())
+}
+
+/// Newest first.
+pub fn list_approvals(
+    conn: &Connection,
+    filter: ApprovalFilter,
+    limit: u32,
+) -> Result<Vec<ApprovalRecord>, LedgerError> {
+    let limit = i64::from(limit.min(MAX_EVENT_LIMIT));
+    match filter {
+        ApprovalFilter::All => approvals_where(conn, "ORDER BY a.created_at DESC LIMIT ?1", &[&limit]),
+        ApprovalFilter::Pending => {
+            approvals_where(conn, "WHERE o.approval_id IS NULL ORDER BY a.created_at DESC LIMIT ?1", &[&limit])
+        }
+        ApprovalFilter::Outcome(outcome) => {
+            approvals_where(conn, "WHERE o.outcome = ?1 ORDER BY a.created_at DESC LIMIT ?2", &[&outcome, &limit])
+        }
+    }
+}
+
+/// Approvals without an outcome whose `expires_at` is at or before `now` (a ledger timestamp).
+pub fn expired_pending_approvals(conn: &Connection, now: &str) -> Result<Vec<ApprovalRecord>, LedgerError> {
+    approvals_where(conn, "WHERE o.approval_id IS NULL AND a.expires_at <= ?1 ORDER BY a.expires_at", &[&now])
+}
+
+pub fn count_pending_approvals(conn: &Connection) -> Result<u64, LedgerError> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM approvals a LEFT JOIN approval_outcomes o ON o.approval_id = a.approval_id \
+         WHERE o.approval_id IS NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// A destination agents asked an action to reach that its allowlist refused.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LearnedDomain {
+    pub action_id: String,
+    pub domain: String,
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// Aggregated from the `action_denied` events that name `refused_sinks`:
+/// the evidence is the record, so nothing else has to be kept in step.
+pub fn learned_domains(conn: &Connection) -> Result<Vec<LearnedDomain>, LedgerError> {
+    let mut statement = conn.prepare(
+        "SELECT e.action_id, s.value, COUNT(*), MIN(e.ts), MAX(e.ts) \
+         FROM audit_events e, json_each(e.payload, '$.refused_sinks') s \
+         WHERE e.event_type = 'action_denied' AND e.action_id IS NOT NULL AND s.type = 'text' \
+         GROUP BY e.action_id, s.value ORDER BY MAX(e.ts) DESC LIMIT 1000",
+    )?;
+    let mut rows = statement.query([])?;
+    let mut found = Vec::new();
+    while let Some(r) = rows.next()? {
+        let count: i64 = r.get(2)?;
+        found.push(LearnedDomain {
+            action_id: r.get(0)?,
+            domain: r.get(1)?,
+            count: u64::try_from(count).unwrap_or(0),
+            first_seen: r.get(3)?,
+            last_seen: r.get(4)?,
+        });
+    }
+    Ok(found)
+}
+
+/// Events after `after_seq` as JSONL, stopping after `max_events` or once the
+/// text passes `max_bytes`. Returns the text and the seq of its last event.
+pub fn export_page(
+    conn: &Connection,
+    after_seq: u64,
+    max_events: u32,
+    max_bytes: usize,
+) -> Result<(String, Option<u64>), LedgerError> {
+    let mut statement =
+        conn.prepare(&format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
+    let mut rows = statement.query(rusqlite::params![i64::try_from(after_seq).unwrap_or(i64::MAX), max_events])?;
+    let mut text = String::new();
+    let mut last = None;
+    while let Some(row) = rows.next()? {
+        let event = event_from_row(row)?;
+        text.push_str(&serde_json::to_string(&event)?);
+        text.push('\n');
+        last = Some(event.seq);
+        if text.len() >= max_bytes {
+            break;
+        }
+    }
+    Ok((text, last))
 }
 
 /// Writes every event, in chain order, one JSON object per line. Returns the count.

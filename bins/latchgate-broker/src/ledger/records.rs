@@ -6,7 +6,9 @@ use rusqlite::{OptionalExtension, params};
 
 use super::LedgerError;
 use super::event::{AuditEvent, NewAuditEvent, ReceiptWitness, Witness, now_timestamp};
-use super::intent::{ApprovalOutcome, ExecutionIntent, Finalization, IntentState, NewIntent};
+use super::intent::{
+    ApprovalOutcome, ApprovalRecord, ExecutionIntent, Finalization, IntentState, NewApproval, NewIntent,
+};
 use super::writer::WriteCtx;
 
 /// Event type of the event written with each intent.
@@ -127,9 +129,17 @@ pub(super) fn record_approval_outcome(
     event: NewAuditEvent,
 ) -> Result<AuditEvent, LedgerError> {
     let inserted = ctx.conn.execute(
-        "INSERT INTO approval_outcomes (approval_id, outcome, operator, ts, plan_hash) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT(approval_id) DO NOTHING",
-        params![outcome.approval_id, outcome.outcome, outcome.operator, outcome.ts, outcome.plan_hash],
+        "INSERT INTO approval_outcomes (approval_id, outcome, operator, ts, plan_hash, reason, operator_jkt) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(approval_id) DO NOTHING",
+        params![
+            outcome.approval_id,
+            outcome.outcome,
+            outcome.operator,
+            outcome.ts,
+            outcome.plan_hash,
+            outcome.reason,
+            outcome.operator_jkt
+        ],
     )?;
     if inserted == 0 {
         return Err(LedgerError::ApprovalAlreadyDecided(outcome.approval_id));
@@ -140,6 +150,67 @@ pub(super) fn record_approval_outcome(
         operator: outcome.operator,
         ts: outcome.ts,
         plan_hash: outcome.plan_hash,
+        reason: outcome.reason,
+        operator_jkt: outcome.operator_jkt,
     };
     ctx.append_event(event, Some(witness))
+}
+
+/// Stores a held call's immutable plan with its `approval_pending` event.
+pub(super) fn record_approval(
+    ctx: &mut WriteCtx<'_>,
+    approval: NewApproval,
+    event: NewAuditEvent,
+) -> Result<ApprovalRecord, LedgerError> {
+    if latchgate_core::jcs::sha256_tagged(approval.plan.as_bytes()) != approval.plan_hash {
+        return Err(LedgerError::Encoding("plan_hash is not the hash of the plan text".into()));
+    }
+    let created_at = now_timestamp();
+    let inserted = ctx.conn.execute(
+        "INSERT INTO approvals (approval_id, trace_id, action_id, principal, session_id, request_hash, plan_hash, \
+         plan, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT(approval_id) DO NOTHING",
+        params![
+            approval.approval_id,
+            approval.trace_id,
+            approval.action_id,
+            approval.principal,
+            approval.session_id,
+            approval.request_hash,
+            approval.plan_hash,
+            approval.plan,
+            created_at,
+            approval.expires_at
+        ],
+    )?;
+    if inserted == 0 {
+        return Err(LedgerError::ApprovalExists(approval.approval_id));
+    }
+    let witness = Witness::ApprovalRequested {
+        approval_id: approval.approval_id.clone(),
+        trace_id: approval.trace_id.clone(),
+        action_id: approval.action_id.clone(),
+        principal: approval.principal.clone(),
+        session_id: approval.session_id.clone(),
+        request_hash: approval.request_hash.clone(),
+        plan_hash: approval.plan_hash.clone(),
+        created_at: created_at.clone(),
+        expires_at: approval.expires_at.clone(),
+    };
+    ctx.append_event(event, Some(witness))?;
+    Ok(ApprovalRecord {
+        approval_id: approval.approval_id,
+        trace_id: approval.trace_id,
+        action_id: approval.action_id,
+        principal: approval.principal,
+        session_id: approval.session_id,
+        request_hash: approval.request_hash,
+        plan_hash: approval.plan_hash,
+        plan: approval.plan,
+        created_at,
+        expires_at: approval.expires_at,
+        outcome: None,
+        intent_state: None,
+        receipt_id: None,
+    })
 }

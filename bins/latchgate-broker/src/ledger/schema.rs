@@ -66,6 +66,49 @@ const MIGRATIONS: &[&str] = &[
         plan_hash   TEXT NOT NULL
     );
     "#,
+    // v2: held calls. `approvals` keeps the immutable plan of each held call
+    // (its `plan_hash` is the SHA-256 of the stored plan text); the decision
+    // stays in `approval_outcomes`, which now also records why (deny reason,
+    // failed re-check) and the deciding operator's DPoP key thumbprint.
+    r#"
+    CREATE TABLE approvals (
+        approval_id  TEXT PRIMARY KEY,
+        trace_id     TEXT NOT NULL,
+        action_id    TEXT NOT NULL,
+        principal    TEXT NOT NULL,
+        session_id   TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        plan_hash    TEXT NOT NULL,
+        plan         TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        expires_at   TEXT NOT NULL
+    );
+    CREATE INDEX approvals_expires ON approvals(expires_at);
+    CREATE INDEX approvals_created ON approvals(created_at);
+    ALTER TABLE approval_outcomes ADD COLUMN reason TEXT;
+    ALTER TABLE approval_outcomes ADD COLUMN operator_jkt TEXT;
+    CREATE INDEX execution_intents_trace ON execution_intents(trace_id);
+    "#,
+    // v3: the webhook outbox (see `outbox`). Rows are written in the
+    // transaction of the audit event they report and reference it; only
+    // their delivery state changes afterwards, so they are not chained.
+    r#"
+    CREATE TABLE webhook_outbox (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery_id     TEXT NOT NULL UNIQUE,
+        webhook         TEXT NOT NULL,
+        event           TEXT NOT NULL,
+        event_seq       INTEGER NOT NULL REFERENCES audit_events(seq),
+        state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        last_status     INTEGER,
+        last_error      TEXT,
+        created_at      TEXT NOT NULL,
+        delivered_at    TEXT
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox(state, next_attempt_at);
+    "#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

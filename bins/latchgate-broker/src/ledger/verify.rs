@@ -14,7 +14,9 @@ use latchgate_core::receipt::Receipt;
 use super::LedgerError;
 use super::event::{GENESIS_PREV_HASH, ReceiptWitness, Witness};
 use super::intent::{ApprovalOutcome, IntentState};
-use super::reader::{EVENT_COLUMNS, INTENT_COLUMNS, event_from_row, intent_from_row};
+use super::reader::{
+    APPROVAL_COLUMNS, EVENT_COLUMNS, INTENT_COLUMNS, OUTCOME_COLUMNS, event_from_row, intent_from_row, outcome_from_row,
+};
 
 /// Where the ledger stops being trustworthy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -74,6 +76,9 @@ pub struct VerifyReport {
     pub consumed_grants: u64,
     pub receipts: u64,
     pub approval_outcomes: u64,
+    /// Held calls (`approvals` rows), each with its immutable plan.
+    #[serde(default)]
+    pub approvals: u64,
     /// True when receipt signatures were checked (keys were given).
     pub receipt_signatures_verified: bool,
 }
@@ -89,6 +94,7 @@ struct Witnesses {
     closed: HashMap<String, Witnessed<(IntentState, String)>>,
     receipts: HashMap<String, Witnessed<ReceiptWitness>>,
     approvals: HashMap<String, Witnessed<ApprovalOutcome>>,
+    requested: HashMap<String, Witnessed<Witness>>,
 }
 
 fn at(seq: u64, reason: BreakReason) -> ChainBreak {
@@ -118,6 +124,7 @@ pub fn verify_with_progress(
     check_intents_and_grants(&snapshot, &witnesses, &mut report, &mut breaks)?;
     check_receipts(&snapshot, &witnesses, receipt_keys, &mut report, &mut breaks)?;
     check_approvals(&snapshot, &witnesses, &mut report, &mut breaks)?;
+    check_approval_requests(&snapshot, &witnesses, &mut report, &mut breaks)?;
     snapshot.commit()?;
     match breaks.into_iter().min_by_key(|b| b.seq.unwrap_or(u64::MAX)) {
         Some(first) => Err(LedgerError::ChainBroken(first)),
@@ -217,16 +224,24 @@ fn collect_witness(witnesses: &mut Witnesses, seq: u64, witness: &Witness) -> Re
                 return Err(duplicate("receipts", &receipt.receipt_id));
             }
         }
-        Witness::ApprovalOutcome { approval_id, outcome, operator, ts, plan_hash } => {
+        Witness::ApprovalOutcome { approval_id, outcome, operator, ts, plan_hash, reason, operator_jkt } => {
             let value = ApprovalOutcome {
                 approval_id: approval_id.clone(),
                 outcome: outcome.clone(),
                 operator: operator.clone(),
                 ts: ts.clone(),
                 plan_hash: plan_hash.clone(),
+                reason: reason.clone(),
+                operator_jkt: operator_jkt.clone(),
             };
             if witnesses.approvals.insert(approval_id.clone(), Witnessed { seq, value }).is_some() {
                 return Err(duplicate("approval_outcomes", approval_id));
+            }
+        }
+        Witness::ApprovalRequested { approval_id, .. } => {
+            let requested = Witnessed { seq, value: witness.clone() };
+            if witnesses.requested.insert(approval_id.clone(), requested).is_some() {
+                return Err(duplicate("approvals", approval_id));
             }
         }
     }
@@ -402,16 +417,16 @@ fn check_approvals(
 ) -> Result<(), LedgerError> {
     let table = "approval_outcomes";
     let mut seen = std::collections::HashSet::new();
-    let mut statement = conn.prepare("SELECT approval_id, outcome, operator, ts, plan_hash FROM approval_outcomes")?;
+    let columns = if has_column(conn, "approval_outcomes", "reason")? {
+        OUTCOME_COLUMNS.to_string()
+    } else {
+        // Schema v1: no reason or key binding was recorded.
+        "approval_id, outcome, operator, ts, plan_hash, NULL, NULL".to_string()
+    };
+    let mut statement = conn.prepare(&format!("SELECT {columns} FROM approval_outcomes"))?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
-        let outcome = ApprovalOutcome {
-            approval_id: row.get(0)?,
-            outcome: row.get(1)?,
-            operator: row.get(2)?,
-            ts: row.get(3)?,
-            plan_hash: row.get(4)?,
-        };
+        let outcome = outcome_from_row(row, 0)?;
         report.approval_outcomes += 1;
         let id = outcome.approval_id.clone();
         seen.insert(id.clone());
@@ -427,4 +442,78 @@ fn check_approvals(
         }
     }
     Ok(())
+}
+
+/// Every held call's row equals its witness, and its plan text still hashes
+/// to the plan hash the operator saw (and the outcome names).
+fn check_approval_requests(
+    conn: &Connection,
+    witnesses: &Witnesses,
+    report: &mut VerifyReport,
+    breaks: &mut Vec<ChainBreak>,
+) -> Result<(), LedgerError> {
+    let table = "approvals";
+    // A ledger written before schema v2 (read by an offline tool) has no held calls.
+    let exists: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'approvals'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut statement = conn.prepare(&format!("SELECT {APPROVAL_COLUMNS} FROM approvals"))?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(0)?;
+        let plan: String = row.get(7)?;
+        let as_row = Witness::ApprovalRequested {
+            approval_id: id.clone(),
+            trace_id: row.get(1)?,
+            action_id: row.get(2)?,
+            principal: row.get(3)?,
+            session_id: row.get(4)?,
+            request_hash: row.get(5)?,
+            plan_hash: row.get(6)?,
+            created_at: row.get(8)?,
+            expires_at: row.get(9)?,
+        };
+        report.approvals += 1;
+        seen.insert(id.clone());
+        let Some(witness) = witnesses.requested.get(&id) else {
+            breaks.push(ChainBreak { seq: None, reason: BreakReason::Unwitnessed { table, id } });
+            continue;
+        };
+        let plan_hash = match &as_row {
+            Witness::ApprovalRequested { plan_hash, .. } => plan_hash.clone(),
+            _ => String::new(),
+        };
+        if as_row != witness.value || latchgate_core::jcs::sha256_tagged(plan.as_bytes()) != plan_hash {
+            breaks.push(at(witness.seq, BreakReason::RowMismatch { table, id: id.clone() }));
+            continue;
+        }
+        if let Some(decided) = witnesses.approvals.get(&id)
+            && decided.value.plan_hash != plan_hash
+        {
+            breaks.push(at(decided.seq, BreakReason::RowMismatch { table: "approval_outcomes", id }));
+        }
+    }
+    for (id, witness) in &witnesses.requested {
+        if !seen.contains(id) {
+            breaks.push(at(witness.seq, BreakReason::RowMissing { table, id: id.clone() }));
+        }
+    }
+    Ok(())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, LedgerError> {
+    let mut statement = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        if row.get::<_, String>(0)? == column {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::LedgerError;
 use super::event::{AuditEvent, GENESIS_PREV_HASH, NewAuditEvent, Witness, now_timestamp};
+use super::outbox::{self, OutboxRoutes};
 
 /// Upper bound on jobs per transaction: bounds the latency added to the first
 /// job of a batch and the size of a rollback.
@@ -38,6 +39,7 @@ pub(super) fn load_head(conn: &Connection) -> Result<ChainHead, LedgerError> {
 pub(super) struct WriteCtx<'c> {
     pub conn: &'c Connection,
     head: &'c mut ChainHead,
+    routes: &'c OutboxRoutes,
 }
 
 impl WriteCtx<'_> {
@@ -87,6 +89,8 @@ impl WriteCtx<'_> {
         )?;
         self.head.seq = event.seq;
         self.head.hash = event.hash.clone();
+        // Same savepoint as the event: both commit or neither does.
+        outbox::enqueue(self.conn, &event, self.routes)?;
         Ok(event)
     }
 }
@@ -152,15 +156,23 @@ pub(super) struct WriterCounters {
 pub(super) fn spawn(
     conn: Connection,
     head: ChainHead,
+    routes: OutboxRoutes,
     counters: Arc<WriterCounters>,
 ) -> std::io::Result<(JobSender, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-    let handle =
-        std::thread::Builder::new().name("ledger-writer".into()).spawn(move || run(conn, head, receiver, &counters))?;
+    let handle = std::thread::Builder::new()
+        .name("ledger-writer".into())
+        .spawn(move || run(conn, head, &routes, receiver, &counters))?;
     Ok((sender, handle))
 }
 
-fn run(conn: Connection, mut head: ChainHead, mut jobs: mpsc::Receiver<Box<dyn Job>>, counters: &WriterCounters) {
+fn run(
+    conn: Connection,
+    mut head: ChainHead,
+    routes: &OutboxRoutes,
+    mut jobs: mpsc::Receiver<Box<dyn Job>>,
+    counters: &WriterCounters,
+) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
@@ -171,7 +183,7 @@ fn run(conn: Connection, mut head: ChainHead, mut jobs: mpsc::Receiver<Box<dyn J
             }
         }
         let head_before = head.clone();
-        let outcome = run_batch(&conn, &mut head, &mut batch).map_err(|e| {
+        let outcome = run_batch(&conn, &mut head, routes, &mut batch).map_err(|e| {
             tracing::error!(error = %e, code = e.code(), jobs = batch.len(), "ledger batch not committed");
             // The database is the truth after a failed batch; the head from
             // before the batch is the fallback if it cannot even be read.
@@ -190,9 +202,15 @@ fn run(conn: Connection, mut head: ChainHead, mut jobs: mpsc::Receiver<Box<dyn J
     }
 }
 
-fn run_batch(conn: &Connection, head: &mut ChainHead, batch: &mut [Box<dyn Job>]) -> Result<(), LedgerError> {
+fn run_batch(
+    conn: &Connection,
+    head: &mut ChainHead,
+    routes: &OutboxRoutes,
+    batch: &mut [Box<dyn Job>],
+) -> Result<(), LedgerError> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = apply_all(conn, head, batch).and_then(|()| conn.execute_batch("COMMIT").map_err(LedgerError::from));
+    let result =
+        apply_all(conn, head, routes, batch).and_then(|()| conn.execute_batch("COMMIT").map_err(LedgerError::from));
     if result.is_err() && !conn.is_autocommit() {
         // Best effort: if even ROLLBACK fails, the connection's next BEGIN fails too
         // and every later job is refused — failing closed, never answering falsely.
@@ -201,11 +219,16 @@ fn run_batch(conn: &Connection, head: &mut ChainHead, batch: &mut [Box<dyn Job>]
     result
 }
 
-fn apply_all(conn: &Connection, head: &mut ChainHead, batch: &mut [Box<dyn Job>]) -> Result<(), LedgerError> {
+fn apply_all(
+    conn: &Connection,
+    head: &mut ChainHead,
+    routes: &OutboxRoutes,
+    batch: &mut [Box<dyn Job>],
+) -> Result<(), LedgerError> {
     for job in batch.iter_mut() {
         conn.execute_batch("SAVEPOINT ledger_job")?;
         let head_before = head.clone();
-        let ok = job.apply(&mut WriteCtx { conn, head });
+        let ok = job.apply(&mut WriteCtx { conn, head, routes });
         if ok {
             conn.execute_batch("RELEASE ledger_job")?;
         } else {

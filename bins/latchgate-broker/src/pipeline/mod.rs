@@ -3,8 +3,9 @@
 //! sent only after the evidence transaction committed.
 
 mod effects;
-mod sinks;
+pub(crate) mod sinks;
 
+use crate::approvals::{self, Approval};
 use crate::auth::{authenticate_request, state_error};
 use crate::gate::{Gate, unix_now};
 use crate::ledger::{Finalization, IntentResolution, LedgerError, NewAuditEvent, NewIntent};
@@ -21,7 +22,6 @@ use latchgate_ipc::messages::broker_signer::{SignerReply, SignerRequest};
 use latchgate_ipc::messages::front_broker::{PeerCred, RequestAuth};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -36,15 +36,15 @@ pub struct Answer {
     pub body: Value,
 }
 
-/// Everything decided before dispatch; an approval would store this plan.
-struct Plan {
-    trace_id: String,
-    action: Arc<RegisteredAction>,
-    lease: LeaseClaims,
-    params: Value,
-    request_hash: String,
-    decision: PolicyDecision,
-    cost_cents: u64,
+/// Everything decided before dispatch; a held call stores it (see `approvals::StoredPlan`).
+pub(crate) struct Plan {
+    pub trace_id: String,
+    pub action: Arc<RegisteredAction>,
+    pub lease: LeaseClaims,
+    pub params: Value,
+    pub request_hash: String,
+    pub decision: PolicyDecision,
+    pub cost_cents: u64,
 }
 
 pub async fn execute(
@@ -54,7 +54,8 @@ pub async fn execute(
     action_id: &str,
     body: &[u8],
 ) -> Result<Answer, ApiError> {
-    gate.drain_guard()?;
+    // Counted from here: a drain (SIGTERM) waits for this call to be answered.
+    let _in_flight = gate.begin_execution()?;
     let mut stages = Stages::start();
     let lease = authenticate_request(gate, peer, auth).await?;
     stages.mark("auth");
@@ -64,18 +65,16 @@ pub async fn execute(
             stages.mark("decide");
             plan
         }
-        Err(Refusal { error, lease }) => {
-            record_denial(gate, &trace_id, action_id, lease.as_ref(), &error).await?;
+        Err(Refusal { error, lease, refused_sinks }) => {
+            record_denial(gate, &trace_id, action_id, lease.as_ref(), &error, &refused_sinks).await?;
             return Err(error);
         }
     };
     if plan.decision.requires_approval {
-        return hold_for_approval(gate, &plan).await;
+        return approvals::hold(gate, &plan).await;
     }
-    gate.in_flight.fetch_add(1, Ordering::SeqCst);
-    let answer = run_plan(gate, plan, &mut stages).await;
+    let answer = run_plan(gate, plan, None, &mut stages).await;
     tracing::debug!(stages = %stages, "execute timings");
-    gate.in_flight.fetch_sub(1, Ordering::SeqCst);
     answer
 }
 
@@ -83,6 +82,8 @@ pub async fn execute(
 struct Refusal {
     error: ApiError,
     lease: Option<LeaseClaims>,
+    /// Destinations the allowlist refused (the learned egress domains).
+    refused_sinks: Vec<String>,
 }
 
 async fn decide(
@@ -92,11 +93,13 @@ async fn decide(
     body: &[u8],
     trace_id: &str,
 ) -> Result<Plan, Refusal> {
-    let refuse = |error: ApiError, lease: &LeaseClaims| Refusal { error, lease: Some(lease.clone()) };
-    let Some(action) = gate.registry.get(action_id).cloned() else {
+    let refuse =
+        |error: ApiError, lease: &LeaseClaims| Refusal { error, lease: Some(lease.clone()), refused_sinks: Vec::new() };
+    let actions = gate.actions.current();
+    let Some(action) = actions.registry.get(action_id).cloned() else {
         return Err(refuse(ApiError::new(ErrorCode::ActionNotFound), &lease));
     };
-    let digest_verified = gate.trust.is_trusted(action_id);
+    let digest_verified = actions.trust.is_trusted(action_id);
     if !digest_verified {
         return Err(refuse(ApiError::new(ErrorCode::ActionDigestMismatch), &lease));
     }
@@ -108,7 +111,10 @@ async fn decide(
     })?;
     let manifest = action.manifest();
     let sinks = sinks::requested_sinks(manifest, &params).map_err(|e| refuse(e, &lease))?;
-    sinks::precheck(manifest, &sinks).map_err(|e| refuse(e, &lease))?;
+    let operator_allowed = gate.egress_allow.for_action(action_id);
+    if let Err(refused) = sinks::precheck(manifest, &operator_allowed, &sinks) {
+        return Err(Refusal { refused_sinks: refused.sinks, ..refuse(refused.error, &lease) });
+    }
     let budget = session_budget(gate, &lease).await.map_err(|e| refuse(e, &lease))?;
     let input = PolicyInput {
         principal: lease.sub.clone(),
@@ -177,25 +183,7 @@ async fn session_budget(gate: &Gate, lease: &LeaseClaims) -> Result<BudgetSnapsh
         .ok_or_else(|| ApiError::new(ErrorCode::BudgetStoreUnavailable).with_retry_after(1))
 }
 
-/// 202: the operator side (issue "approvals") decides; the plan hash names what was asked.
-async fn hold_for_approval(gate: &Gate, plan: &Plan) -> Result<Answer, ApiError> {
-    let approval_id = uuid::Uuid::new_v4().to_string();
-    let mut event = audit_event("approval_pending", plan);
-    event.decision = Some("pending_approval".into());
-    event.payload = json!({"approval_id": approval_id, "request_hash": plan.request_hash, "risk_level": plan.action.manifest().risk_level});
-    gate.ledger.append_event(event).await.map_err(persistence_failed)?;
-    Ok(Answer {
-        status: 202,
-        body: json!({
-            "decision": "pending_approval",
-            "approval_id": approval_id,
-            "request_hash": plan.request_hash,
-            "trace_id": plan.trace_id,
-        }),
-    })
-}
-
-fn audit_event(event_type: &str, plan: &Plan) -> NewAuditEvent {
+pub(crate) fn audit_event(event_type: &str, plan: &Plan) -> NewAuditEvent {
     let mut event = NewAuditEvent::new(event_type);
     event.trace_id = Some(plan.trace_id.clone());
     event.action_id = Some(plan.action.id().to_string());
@@ -210,6 +198,7 @@ async fn record_denial(
     action_id: &str,
     lease: Option<&LeaseClaims>,
     error: &ApiError,
+    refused_sinks: &[String],
 ) -> Result<(), ApiError> {
     let mut event = NewAuditEvent::new("action_denied");
     event.trace_id = Some(trace_id.to_string());
@@ -218,27 +207,46 @@ async fn record_denial(
     event.session_id = lease.map(|l| l.sid.clone());
     event.decision = Some("denied".into());
     event.payload = json!({"error": error.code.as_str(), "deny_reason": error.deny_reason, "reason": error.reason});
+    if !refused_sinks.is_empty() {
+        event.payload["refused_sinks"] = json!(refused_sinks);
+    }
     gate.ledger.append_event(event).await.map(|_| ()).map_err(persistence_failed)
 }
 
-fn persistence_failed(e: LedgerError) -> ApiError {
+pub(crate) fn persistence_failed(e: LedgerError) -> ApiError {
     tracing::error!(code = e.code(), error = %e, "evidence not persisted");
     ApiError::new(ErrorCode::EvidencePersistenceFailed)
 }
 
-/// Debit → grant → intent → dispatch → assess → receipt → evidence.
-async fn run_plan(gate: &Gate, plan: Plan, stages: &mut Stages) -> Result<Answer, ApiError> {
+/// Debit → grant → intent → dispatch → assess → receipt → evidence: the one
+/// execution tail of auto-allowed calls and of plans an operator approved.
+/// For an approved plan (`approval`), the operator's decision is recorded
+/// once the debit succeeded and before the intent, a budget or revocation
+/// refusal closes the approval as failed, and grant and receipt name the
+/// operator and the key they proved.
+pub(crate) async fn run_plan(
+    gate: &Gate,
+    plan: Plan,
+    approval: Option<&Approval>,
+    stages: &mut Stages,
+) -> Result<Answer, ApiError> {
     let session = plan.lease.sid.clone();
-    match gate.state.debit(&session, 1, plan.cost_cents).await.map_err(state_error)? {
-        DebitOutcome::Debited(_) => {}
+    let refusal = match gate.state.debit(&session, 1, plan.cost_cents).await.map_err(state_error)? {
+        DebitOutcome::Debited(_) => None,
         DebitOutcome::Exhausted(_) => {
             let error = ApiError::new(ErrorCode::BudgetExhausted).with_deny_reason("budget_exhausted");
-            record_denial(gate, &plan.trace_id, plan.action.id(), Some(&plan.lease), &error).await?;
-            return Err(error);
+            record_denial(gate, &plan.trace_id, plan.action.id(), Some(&plan.lease), &error, &[]).await?;
+            Some(("budget_exhausted", error))
         }
         DebitOutcome::UnknownSession => {
-            return Err(ApiError::new(ErrorCode::BudgetStoreUnavailable).with_retry_after(1));
+            Some(("session_expired", ApiError::new(ErrorCode::BudgetStoreUnavailable).with_retry_after(1)))
         }
+    };
+    if let Some((reason, error)) = refusal {
+        if let Some(approval) = approval {
+            return Err(approvals::close_failed(gate, approval, &plan, reason).await);
+        }
+        return Err(error);
     }
     // Until dispatch starts, any failure gives the debit back.
     let refund = || async {
@@ -253,6 +261,21 @@ async fn run_plan(gate: &Gate, plan: Plan, stages: &mut Stages) -> Result<Answer
             return Err(state_error(e));
         }
     };
+    // A revoke-all since the caller authenticated (or since the call was held) kills it here.
+    if plan.lease.epoch < epoch {
+        refund().await;
+        let error = ApiError::new(ErrorCode::InvalidLease).with_deny_reason("lease_revoked");
+        if let Some(approval) = approval {
+            return Err(approvals::close_failed(gate, approval, &plan, "lease_revoked").await);
+        }
+        return Err(error);
+    }
+    if let Some(approval) = approval
+        && let Err(e) = approvals::close_approved(gate, approval, &plan).await
+    {
+        refund().await;
+        return Err(e);
+    }
     // The intent needs only the grant's id: it is committed (fsync) while the
     // signer signs, and dispatch waits for both.
     let grant_id = uuid::Uuid::new_v4().to_string();
@@ -265,8 +288,10 @@ async fn run_plan(gate: &Gate, plan: Plan, stages: &mut Stages) -> Result<Answer
     };
     let intent_id = intent.intent_id.clone();
     stages.mark("debit");
-    let (signed, recorded) =
-        tokio::join!(sign_grant(gate, &plan, epoch, grant_id), gate.ledger.record_intent_and_consume_grant(intent));
+    let (signed, recorded) = tokio::join!(
+        sign_grant(gate, &plan, approval, epoch, grant_id),
+        gate.ledger.record_intent_and_consume_grant(intent)
+    );
     if let Err(e) = recorded {
         refund().await;
         return Err(match e {
@@ -323,7 +348,8 @@ async fn run_plan(gate: &Gate, plan: Plan, stages: &mut Stages) -> Result<Answer
         started_at,
         finished_at,
         failure_class: assessment.failure_class.clone(),
-        approved_by: None,
+        approved_by: approval.map(|a| a.operator.clone()),
+        approved_by_jkt: approval.map(|a| a.operator_jkt.clone()),
     };
     stages.mark("dispatch");
     sign_receipt(gate, &mut receipt).await?;
@@ -336,6 +362,10 @@ async fn run_plan(gate: &Gate, plan: Plan, stages: &mut Stages) -> Result<Answer
         "request_hash": plan.request_hash, "failure_class": receipt.failure_class,
         "policy_version": plan.decision.policy_version,
     });
+    if let Some(approval) = approval {
+        event.payload["approval_id"] = approval.approval_id.clone().into();
+        event.payload["approved_by"] = approval.operator.clone().into();
+    }
     let finalization = Finalization {
         intent_id,
         receipt: receipt.clone(),
@@ -381,7 +411,13 @@ async fn run_plan(gate: &Gate, plan: Plan, stages: &mut Stages) -> Result<Answer
     })
 }
 
-async fn sign_grant(gate: &Gate, plan: &Plan, epoch: u64, grant_id: String) -> Result<SignedGrant, ApiError> {
+async fn sign_grant(
+    gate: &Gate,
+    plan: &Plan,
+    approval: Option<&Approval>,
+    epoch: u64,
+    grant_id: String,
+) -> Result<SignedGrant, ApiError> {
     let now = unix_now();
     let manifest = plan.action.manifest();
     let grant = Grant {
@@ -398,7 +434,8 @@ async fn sign_grant(gate: &Gate, plan: &Plan, epoch: u64, grant_id: String) -> R
         expires_at: now + GRANT_TTL_SECONDS,
         allowed_sinks: plan.decision.allowed_sinks.clone(),
         approved_secrets: plan.decision.approved_secrets.clone(),
-        approved_by: None,
+        approved_by: approval.map(|a| a.operator.clone()),
+        approved_by_jkt: approval.map(|a| a.operator_jkt.clone()),
     };
     match gate.peers.sign(SignerRequest::SignGrant { grant: Box::new(grant) }).await? {
         SignerReply::Grant(signed) => Ok(*signed),
@@ -410,6 +447,7 @@ async fn sign_receipt(gate: &Gate, receipt: &mut Receipt) -> Result<(), ApiError
     let receipt_json = serde_json::to_string(&*receipt).map_err(|_| ApiError::new(ErrorCode::InternalError))?;
     match gate.peers.sign(SignerRequest::SignReceipt { receipt_json }).await {
         Ok(SignerReply::Receipt { signing_key_id, result_hash, signature }) => {
+            gate.keys.note_receipt_kid(&gate.peers, &signing_key_id).await;
             receipt.signing_key_id = signing_key_id;
             receipt.result_hash = result_hash;
             receipt.receipt_signature = latchgate_core::jose::b64url_encode(&signature);
@@ -443,7 +481,7 @@ async fn dispatch(gate: &Gate, plan: &Plan, grant: SignedGrant, epoch: u64) -> D
         template: manifest.template.clone(),
         required_imports: manifest.required_imports.clone(),
         limits: manifest.resource_limits.clone(),
-        egress: manifest.egress.clone(),
+        egress: sinks::task_egress(manifest, &plan.decision.allowed_sinks),
         fs_root: (manifest.provider == ProviderKind::Fs).then(|| gate.cfg.fs_root().unwrap_or_default()),
         grant,
     };
@@ -465,17 +503,17 @@ async fn dispatch(gate: &Gate, plan: &Plan, grant: SignedGrant, epoch: u64) -> D
 
 /// Where the time of one execution went (logged at debug level), for
 /// reading `make bench` figures against the stages of the pipeline.
-struct Stages {
+pub(crate) struct Stages {
     last: std::time::Instant,
     marks: Vec<(&'static str, Duration)>,
 }
 
 impl Stages {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Stages { last: std::time::Instant::now(), marks: Vec::with_capacity(8) }
     }
 
-    fn mark(&mut self, stage: &'static str) {
+    pub(crate) fn mark(&mut self, stage: &'static str) {
         let now = std::time::Instant::now();
         self.marks.push((stage, now - self.last));
         self.last = now;

@@ -20,6 +20,8 @@ pub enum AclEditError {
     InvalidPrincipal(String),
     #[error("invalid action pattern `{0}` (action id characters, `*` and `**` only)")]
     InvalidPattern(String),
+    #[error("invalid host `{0}` (a lower-case host name or IP address, no wildcard)")]
+    InvalidHost(String),
     #[error("data.json: {0}")]
     Malformed(String),
     #[error("{path}: {message}")]
@@ -31,6 +33,7 @@ impl AclEditError {
         match self {
             AclEditError::InvalidPrincipal(_) => "invalid_principal",
             AclEditError::InvalidPattern(_) => "invalid_action_pattern",
+            AclEditError::InvalidHost(_) => "invalid_host",
             AclEditError::Malformed(_) => "policy_data_malformed",
             AclEditError::Io { .. } => "policy_data_io_error",
         }
@@ -41,17 +44,53 @@ impl AclEditError {
 pub fn grant(data: &mut Value, principal: &str, pattern: &str) -> Result<bool, AclEditError> {
     check_principal(principal)?;
     check_pattern(pattern)?;
-    let acl = acl_mut(data)?;
-    let entry = acl.entry(principal.to_owned()).or_insert_with(|| Value::Array(vec![]));
+    let changed = add_to_list(acl_mut(data)?, "acl", principal, pattern)?;
+    if changed {
+        bump_revision(data)?;
+    }
+    Ok(changed)
+}
+
+/// Adds `value` to the list `section[key]` (created when absent). Returns
+/// whether it was added; `section_name` names the section in errors.
+pub(super) fn add_to_list(
+    section: &mut Map<String, Value>,
+    section_name: &str,
+    key: &str,
+    value: &str,
+) -> Result<bool, AclEditError> {
+    let entry = section.entry(key.to_owned()).or_insert_with(|| Value::Array(vec![]));
     let list = entry
         .as_array_mut()
-        .ok_or_else(|| AclEditError::Malformed(format!("policy_data.acl.{principal} is not an array")))?;
-    if list.iter().any(|p| p.as_str() == Some(pattern)) {
+        .ok_or_else(|| AclEditError::Malformed(format!("policy_data.{section_name}.{key} is not an array")))?;
+    if list.iter().any(|v| v.as_str() == Some(value)) {
         return Ok(false);
     }
-    list.push(Value::String(pattern.to_owned()));
-    bump_revision(data)?;
+    list.push(Value::String(value.to_owned()));
     Ok(true)
+}
+
+/// Removes `value` from the list `section[key]`, dropping the key when the
+/// list is left empty. Returns whether it was there.
+pub(super) fn remove_from_list(
+    section: &mut Map<String, Value>,
+    section_name: &str,
+    key: &str,
+    value: &str,
+) -> Result<bool, AclEditError> {
+    let Some(entry) = section.get_mut(key) else {
+        return Ok(false);
+    };
+    let list = entry
+        .as_array_mut()
+        .ok_or_else(|| AclEditError::Malformed(format!("policy_data.{section_name}.{key} is not an array")))?;
+    let before = list.len();
+    list.retain(|v| v.as_str() != Some(value));
+    let changed = list.len() != before;
+    if list.is_empty() {
+        section.remove(key);
+    }
+    Ok(changed)
 }
 
 /// Remove `pattern` from `principal`'s entries (dropping the principal when no
@@ -59,19 +98,7 @@ pub fn grant(data: &mut Value, principal: &str, pattern: &str) -> Result<bool, A
 /// pattern is removed: revoking `github.issue_get` does not narrow `github.*`.
 pub fn revoke(data: &mut Value, principal: &str, pattern: &str) -> Result<bool, AclEditError> {
     check_principal(principal)?;
-    let acl = acl_mut(data)?;
-    let Some(entry) = acl.get_mut(principal) else {
-        return Ok(false);
-    };
-    let list = entry
-        .as_array_mut()
-        .ok_or_else(|| AclEditError::Malformed(format!("policy_data.acl.{principal} is not an array")))?;
-    let before = list.len();
-    list.retain(|p| p.as_str() != Some(pattern));
-    let changed = list.len() != before;
-    if list.is_empty() {
-        acl.remove(principal);
-    }
+    let changed = remove_from_list(acl_mut(data)?, "acl", principal, pattern)?;
     if changed {
         bump_revision(data)?;
     }
@@ -136,6 +163,37 @@ pub fn update_data_file(
     Ok(changed)
 }
 
+/// [`update_data_file`] under an exclusive lock on the file's directory:
+/// every editor (the CLI offline, the broker for the admin API) takes it, so
+/// two edits never both read revision N and lose one of them. The file itself
+/// is replaced by rename on every edit, so a lock on it would not outlive the
+/// first writer. Returns whether it changed and the document as it now is.
+pub fn locked_update(
+    path: &Path,
+    edit: impl FnOnce(&mut Value) -> Result<bool, AclEditError>,
+) -> Result<(bool, Value), AclEditError> {
+    let _lock = lock_dir_of(path)?;
+    let mut data = read_data_file(path)?;
+    let changed = edit(&mut data)?;
+    if changed {
+        write_data_file(path, &data)?;
+    }
+    Ok((changed, data))
+}
+
+/// Holds an exclusive `flock` on the directory of `data_file` until dropped.
+pub fn lock_dir_of(data_file: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, AclEditError> {
+    let dir = match data_file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let handle = std::fs::File::open(dir).map_err(|e| io_error(dir, e))?;
+    nix::fcntl::Flock::lock(handle, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, errno)| AclEditError::Io {
+        path: dir.display().to_string(),
+        message: format!("cannot lock: {errno}"),
+    })
+}
+
 fn acl_mut(data: &mut Value) -> Result<&mut Map<String, Value>, AclEditError> {
     policy_data_mut(data)?
         .entry("acl")
@@ -144,7 +202,7 @@ fn acl_mut(data: &mut Value) -> Result<&mut Map<String, Value>, AclEditError> {
         .ok_or_else(|| AclEditError::Malformed("policy_data.acl is not an object".into()))
 }
 
-fn policy_data_mut(data: &mut Value) -> Result<&mut Map<String, Value>, AclEditError> {
+pub(super) fn policy_data_mut(data: &mut Value) -> Result<&mut Map<String, Value>, AclEditError> {
     data.as_object_mut()
         .ok_or_else(|| AclEditError::Malformed("the document is not an object".into()))?
         .get_mut("policy_data")
@@ -154,7 +212,7 @@ fn policy_data_mut(data: &mut Value) -> Result<&mut Map<String, Value>, AclEditE
 
 /// Each edit bumps `acl_revision`, which is part of `policy_version`, so
 /// receipts and audit events show which ACL decided them.
-fn bump_revision(data: &mut Value) -> Result<(), AclEditError> {
+pub(super) fn bump_revision(data: &mut Value) -> Result<(), AclEditError> {
     let policy_data = policy_data_mut(data)?;
     let revision = match policy_data.get("acl_revision") {
         None => 0,

@@ -124,6 +124,10 @@ impl PolicyEngine for EmbeddedRego {
     fn endpoint(&self) -> String {
         self.data_path.parent().map(|p| p.display().to_string()).unwrap_or_default()
     }
+
+    fn reload(&self) -> Result<String, PolicyError> {
+        EmbeddedRego::reload(self)
+    }
 }
 
 fn read_policies(dir: &Path) -> Result<Vec<(String, String)>, PolicyError> {

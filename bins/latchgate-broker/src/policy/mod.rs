@@ -8,6 +8,7 @@
 //! OPA never blocks a worker thread.
 
 mod acl;
+pub mod egress_allow;
 mod embedded;
 mod opa;
 mod types;
@@ -15,7 +16,8 @@ mod types;
 pub mod watch;
 
 pub use acl::{
-    AclEditError, AclEntries, DATA_FILE, grant, read_data_file, revoke, show, update_data_file, write_data_file,
+    AclEditError, AclEntries, DATA_FILE, grant, lock_dir_of, locked_update, read_data_file, revoke, show,
+    update_data_file, write_data_file,
 };
 pub use embedded::{EmbeddedRego, POLICY_ENTRYPOINT, probe_input};
 pub use opa::{MAX_OPA_RESPONSE_BYTES, OPA_DECISION_PATH, OpaClient};
@@ -81,4 +83,11 @@ pub trait PolicyEngine: Send + Sync {
 
     /// Where the engine is (a URL without credentials, or the policies dir).
     fn endpoint(&self) -> String;
+    /// Load the policy data again (`POST /v1/admin/reload`, or data.json
+    /// changed on disk); on error the running policy stays in force. Returns
+    /// the policy version now in force. Engines that hold no data of their
+    /// own (a remote OPA) have nothing to reload.
+    fn reload(&self) -> Result<String, PolicyError> {
+        Ok(self.policy_version().unwrap_or_default())
+    }
 }

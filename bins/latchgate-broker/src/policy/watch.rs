@@ -3,9 +3,8 @@
 //! under Landlock and needs no inotify. A file that does not load leaves the
 //! running policy in force.
 
-use super::EmbeddedRego;
+use super::PolicyError;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -15,8 +14,13 @@ fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
-/// Runs for the life of the process.
-pub async fn watch_data_file(engine: Arc<EmbeddedRego>, data_path: PathBuf) {
+/// Runs for the life of the process; `reload` runs (on a blocking thread)
+/// whenever the file changed.
+pub async fn watch_data_file<F>(data_path: PathBuf, reload: F)
+where
+    F: Fn() -> Result<String, PolicyError> + Send + Sync + 'static,
+{
+    let reload = std::sync::Arc::new(reload);
     let mut last = stamp(&data_path);
     loop {
         tokio::time::sleep(POLL_INTERVAL).await;
@@ -25,8 +29,8 @@ pub async fn watch_data_file(engine: Arc<EmbeddedRego>, data_path: PathBuf) {
             continue;
         }
         last = now;
-        let engine = engine.clone();
-        match tokio::task::spawn_blocking(move || engine.reload()).await {
+        let reload = reload.clone();
+        match tokio::task::spawn_blocking(move || reload()).await {
             Ok(Ok(version)) => tracing::info!(%version, "policy data reloaded"),
             Ok(Err(e)) => {
                 tracing::error!(code = e.code(), error = %e, "policy data not reloaded; previous data stays in force")

@@ -62,6 +62,7 @@ pub fn signed_receipt(intent: &ExecutionIntent, key: &SigningKey) -> Receipt {
         finished_at: now,
         failure_class: None,
         approved_by: None,
+        approved_by_jkt: None,
     };
     receipt.seal_result_hash().unwrap();
     let signature = key.sign(&receipt.signing_payload());
@@ -99,4 +100,11 @@ pub async fn execute_once(ledger: &Ledger, key: &SigningKey, n: usize) -> (Recei
 pub fn tamper(path: &Path, sql: &str) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch(sql).unwrap();
+}
+
+/// An event with a few KiB of payload (to grow the database quickly).
+pub fn bulky_payload_event(n: usize) -> NewAuditEvent {
+    let mut event = NewAuditEvent::new("bulk");
+    event.payload = serde_json::json!({ "n": n, "filler": "x".repeat(3000) });
+    event
 }

@@ -4,13 +4,13 @@
 //! name against webpki roots, with SNI = the URL's host.
 
 use super::EgressDenied;
-use super::address::{AddressVerdict, classify};
 use super::resolve::{Resolve, SystemResolver};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use latchgate_core::action::EgressRules;
+use latchgate_core::address::{AddressVerdict, classify};
 use latchgate_core::egress::{CheckedSink, SinkPolicy, check_sink, domain_allowed};
 use rustls::pki_types::ServerName;
 use std::net::{IpAddr, SocketAddr};

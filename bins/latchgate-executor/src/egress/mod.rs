@@ -4,14 +4,13 @@
 //! through the egress proxy). Steps 1–2 (import allowed, io budget) are the
 //! host import's job because they are per call.
 
-mod address;
 mod client;
 mod resolve;
 
-pub use address::{AddressVerdict, classify};
 pub use client::{
     Destination, EgressClient, EgressConfig, EgressSetupError, FetchError, InboundResponse, OutboundRequest,
 };
+pub use latchgate_core::address::{AddressVerdict, classify};
 pub use resolve::{Resolve, ResolveFuture, SystemResolver};
 
 use latchgate_core::egress::SinkError;

@@ -156,6 +156,7 @@ pub fn grant_for(action: &str, digest: &str, sinks: &[&str]) -> Grant {
         allowed_sinks: sinks.iter().map(|s| s.to_string()).collect(),
         approved_secrets: vec![],
         approved_by: None,
+        approved_by_jkt: None,
     }
 }
 

@@ -1,4 +1,6 @@
-//! `latchgate audit`: query the audit events of the evidence ledger, read-only.
+//! `latchgate audit`: query the audit events of the evidence ledger through
+//! the admin socket (`GET /v1/audit/events`, `--export` for all as JSONL), or
+//! read-only from the ledger file itself (`--offline` / `--ledger FILE`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,6 +8,7 @@ use std::process::ExitCode;
 use latchgate_broker::ledger::{AuditEvent, DEFAULT_EVENT_LIMIT, EventFilter, MAX_EVENT_LIMIT};
 use time::OffsetDateTime;
 
+use super::admin_client::{AdminSession, OperatorArgs, query_string};
 use super::evidence::{ledger_failure, ledger_path, open_ledger};
 use super::output::{self, Exit, Failure, Table, Tone};
 
@@ -54,9 +57,15 @@ pub struct AuditArgs {
     /// Same as --format json.
     #[arg(long, conflicts_with = "format")]
     json: bool,
-    /// The ledger database to read instead of `<state_dir>/ledger.db` of the config.
+    /// Read the ledger file directly instead of asking the gate (implied by --ledger).
+    #[arg(long)]
+    offline: bool,
+    /// The ledger database to read instead of `<state_dir>/ledger.db` of the config (offline).
     #[arg(long, value_name = "FILE")]
     ledger: Option<PathBuf>,
+    /// Every event, in chain order, as JSONL (GET /v1/audit/export); filters do not apply.
+    #[arg(long, conflicts_with_all = ["offline", "ledger"])]
+    export: bool,
 }
 
 fn parse_rfc3339(text: &str) -> Result<OffsetDateTime, String> {
@@ -64,9 +73,58 @@ fn parse_rfc3339(text: &str) -> Result<OffsetDateTime, String> {
         .map_err(|e| format!("not an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00Z): {e}"))
 }
 
-pub fn run(config: &Path, args: AuditArgs) -> ExitCode {
+pub fn run(config: &Path, operator: &OperatorArgs, args: AuditArgs) -> ExitCode {
     let format = if args.json { AuditFormat::Json } else { args.format };
-    output::finish(format != AuditFormat::Table, audit(config, args, format))
+    if args.export {
+        return output::finish(format != AuditFormat::Table, export(config, operator));
+    }
+    if args.offline || args.ledger.is_some() {
+        return output::finish(format != AuditFormat::Table, audit(config, args, format));
+    }
+    output::finish(format != AuditFormat::Table, audit_online(config, operator, args, format))
+}
+
+fn rfc3339(t: Option<OffsetDateTime>) -> Option<String> {
+    t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+}
+
+/// `GET /v1/audit/events` with the same filters.
+fn audit_online(config: &Path, operator: &OperatorArgs, args: AuditArgs, format: AuditFormat) -> Result<Exit, Failure> {
+    let mut session = AdminSession::connect(config, operator)?;
+    let query = query_string(&[
+        ("trace_id", args.trace_id),
+        ("event_type", args.event_type),
+        ("action_id", args.action_id),
+        ("principal", args.principal),
+        ("session_id", args.session_id),
+        ("decision", args.decision),
+        ("after", rfc3339(args.after)),
+        ("before", rfc3339(args.before)),
+        ("after_seq", args.after_seq.map(|s| s.to_string())),
+        ("limit", Some(args.limit.to_string())),
+    ]);
+    let doc = session.get(&format!("/v1/audit/events{query}"))?;
+    let events: Vec<AuditEvent> = serde_json::from_value(doc["events"].clone()).map_err(|e| {
+        Failure::new(
+            "unexpected_response",
+            format!("the gate's events do not parse: {e}"),
+            "use a matching latchgate CLI",
+        )
+    })?;
+    match format {
+        AuditFormat::Json => output::print_json(&serde_json::json!({"count": events.len(), "events": events})),
+        AuditFormat::Jsonl => output::print_json_lines(&events)?,
+        AuditFormat::Table => print_table(&events, args.limit),
+    }
+    Ok(Exit::Ok)
+}
+
+/// The whole chain as JSONL, as the gate streams it.
+fn export(config: &Path, operator: &OperatorArgs) -> Result<Exit, Failure> {
+    let mut session = AdminSession::connect(config, operator)?;
+    let bytes = session.get_bytes("/v1/audit/export")?;
+    output::write_stdout(&String::from_utf8_lossy(&bytes));
+    Ok(Exit::Ok)
 }
 
 fn audit(config: &Path, args: AuditArgs, format: AuditFormat) -> Result<Exit, Failure> {

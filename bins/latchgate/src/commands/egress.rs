@@ -10,10 +10,27 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::admin_client::{AdminSession, OperatorArgs};
+use super::output::{self, Exit, Failure, Table, Tone};
+
 #[derive(clap::Subcommand)]
 pub enum EgressCommand {
     /// Write squid.conf and squid-allowlist.txt from every manifest with `egress.profile: proxy_allowlist`.
     SquidConfig(SquidConfigArgs),
+    /// Destinations agents asked for that an action's allowlist refused (admin socket).
+    Learned(super::operations::JsonArgs),
+    /// Allow HOST for ACTION beyond its manifest (policy data `egress_allow`; admin socket).
+    Allow(EgressEditArgs),
+    /// Withdraw a host allowed with `egress allow`.
+    Disallow(EgressEditArgs),
+}
+
+#[derive(clap::Args)]
+pub struct EgressEditArgs {
+    action_id: String,
+    host: String,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -32,10 +49,64 @@ pub struct SquidConfigArgs {
     json: bool,
 }
 
-pub fn run(config: &Path, command: EgressCommand) -> ExitCode {
+pub fn run(config: &Path, operator: &OperatorArgs, command: EgressCommand) -> ExitCode {
     match command {
         EgressCommand::SquidConfig(args) => squid_config(config, args),
+        EgressCommand::Learned(args) => output::finish(args.json, learned(config, operator, args.json)),
+        EgressCommand::Allow(args) => output::finish(args.json, edit(config, operator, &args, true)),
+        EgressCommand::Disallow(args) => output::finish(args.json, edit(config, operator, &args, false)),
     }
+}
+
+fn learned(config: &Path, operator: &OperatorArgs, json: bool) -> Result<Exit, Failure> {
+    let mut session = AdminSession::connect(config, operator)?;
+    let doc = session.get("/v1/admin/egress/learned")?;
+    if json {
+        output::print_json(&doc);
+        return Ok(Exit::Ok);
+    }
+    let domains = doc["domains"].as_array().cloned().unwrap_or_default();
+    if domains.is_empty() {
+        output::write_stdout("no refused destinations on record\n");
+        return Ok(Exit::Ok);
+    }
+    let text = output::value_text;
+    let mut table = Table::new(&["ACTION", "DOMAIN", "COUNT", "LAST SEEN", "ALLOWED"]);
+    for d in &domains {
+        let allowed = d["allowed"] == true;
+        table.row(vec![
+            (text(&d["action_id"]), Tone::Plain),
+            (text(&d["domain"]), Tone::Plain),
+            (text(&d["count"]), Tone::Plain),
+            (text(&d["last_seen"]), Tone::Dim),
+            (if allowed { "yes" } else { "no" }.into(), if allowed { Tone::Good } else { Tone::Warn }),
+        ]);
+    }
+    output::write_stdout(&table.render(output::stdout_colour()));
+    eprintln!("allow one with: latchgate egress allow ACTION DOMAIN");
+    Ok(Exit::Ok)
+}
+
+fn edit(config: &Path, operator: &OperatorArgs, args: &EgressEditArgs, allow: bool) -> Result<Exit, Failure> {
+    let mut session = AdminSession::connect(config, operator)?;
+    let path = if allow { "/v1/admin/egress/allow" } else { "/v1/admin/egress/disallow" };
+    let doc = session.post(path, &serde_json::json!({"action_id": args.action_id, "domain": args.host}))?;
+    if args.json {
+        output::print_json(&doc);
+    } else {
+        let verb = match (allow, doc["changed"] == true) {
+            (true, true) => "allowed",
+            (false, true) => "withdrew",
+            (_, false) => "unchanged:",
+        };
+        output::write_stdout(&format!(
+            "{verb} {} for {} (policy {}); the executor still lets a call reach only its grant's sinks\n",
+            output::sanitize(&args.host),
+            output::sanitize(&args.action_id),
+            output::sanitize(doc["policy_version"].as_str().unwrap_or("")),
+        ));
+    }
+    Ok(Exit::Ok)
 }
 
 fn squid_config(config: &Path, args: SquidConfigArgs) -> ExitCode {

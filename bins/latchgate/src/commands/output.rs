@@ -124,6 +124,21 @@ pub fn print_json_lines<T: Serialize>(values: &[T]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A JSON value from the gate as table text: strings bare, `null` empty,
+/// anything else in its JSON form (sanitized later by [`Table`]).
+pub fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A JSON array from the gate as `a, b, c` (anything else: empty).
+pub fn list_text(v: &serde_json::Value) -> String {
+    v.as_array().map(|items| items.iter().map(value_text).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+}
+
 /// Escapes control characters (ANSI escapes, newlines, carriage returns)
 /// in untrusted text before it reaches a terminal.
 pub fn sanitize(text: &str) -> String {

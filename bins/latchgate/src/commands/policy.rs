@@ -1,23 +1,19 @@
 //! `latchgate policy grant|revoke|show`: the per-principal ACL in
-//! `<policies_dir>/data.json`. Edits go through the broker's ACL editor
-//! (pattern grammar checks, `acl_revision` bump, atomic rewrite); the running
-//! gate reloads the file.
-//!
-//! Concurrent edits are serialised with an exclusive `flock` on the policies
-//! directory: the file itself is replaced by rename on every edit, so a lock on
-//! it would not outlive the first writer, and without a lock two operators
-//! could each read revision N and one grant would silently be lost.
+//! `<policies_dir>/data.json`, through the admin socket by default (the
+//! broker edits and reloads before answering), or `--offline` on the file.
+//! Both use the broker's ACL editor (pattern grammar checks, `acl_revision`
+//! bump, atomic rewrite under an exclusive `flock` on the policies dir, so two
+//! concurrent edits never both read revision N and lose one).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use latchgate_broker::policy::{self as acl, AclEditError, AclEntries, DATA_FILE};
 use latchgate_core::config::LoadedConfig;
-use nix::fcntl::{Flock, FlockArg};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
+use super::admin_client::{AdminSession, OperatorArgs};
 use super::output::{self, Exit, Failure, Table, Tone};
 
 #[derive(clap::Subcommand)]
@@ -39,6 +35,9 @@ pub struct EditArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Edit data.json directly instead of through the gate (the gate reloads it within a second).
+    #[arg(long)]
+    offline: bool,
 }
 
 #[derive(clap::Args)]
@@ -47,24 +46,28 @@ pub struct ShowArgs {
     /// Print the ACL as JSON.
     #[arg(long)]
     json: bool,
+    /// Read data.json directly instead of asking the gate.
+    #[arg(long)]
+    offline: bool,
 }
 
-#[derive(Serialize)]
-struct EditResult<'a> {
+#[derive(Serialize, Deserialize)]
+struct EditResult {
     ok: bool,
     changed: bool,
-    principal: &'a str,
-    pattern: &'a str,
+    principal: String,
+    pattern: String,
     /// The principal's entries after the edit.
     patterns: Vec<String>,
     acl_revision: u64,
-    file: &'a Path,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
-struct ShowResult<'a> {
+#[derive(Serialize, Deserialize)]
+struct ShowResult {
     acl_revision: u64,
-    file: &'a Path,
+    file: PathBuf,
     acl: AclEntries,
 }
 
@@ -74,11 +77,11 @@ enum Edit {
     Revoke,
 }
 
-pub fn run(config: &Path, command: PolicyCommand) -> ExitCode {
+pub fn run(config: &Path, operator: &OperatorArgs, command: PolicyCommand) -> ExitCode {
     match command {
-        PolicyCommand::Grant(args) => output::finish(args.json, edit(config, Edit::Grant, &args)),
-        PolicyCommand::Revoke(args) => output::finish(args.json, edit(config, Edit::Revoke, &args)),
-        PolicyCommand::Show(args) => output::finish(args.json, show(config, &args)),
+        PolicyCommand::Grant(args) => output::finish(args.json, edit(config, operator, Edit::Grant, &args)),
+        PolicyCommand::Revoke(args) => output::finish(args.json, edit(config, operator, Edit::Revoke, &args)),
+        PolicyCommand::Show(args) => output::finish(args.json, show(config, operator, &args)),
     }
 }
 
@@ -86,29 +89,9 @@ fn data_file(config: &Path) -> Result<PathBuf, Failure> {
     Ok(LoadedConfig::load(config)?.policies_dir().join(DATA_FILE))
 }
 
-fn edit(config: &Path, edit: Edit, args: &EditArgs) -> Result<Exit, Failure> {
-    let path = data_file(config)?;
-    let _lock = lock_policies_dir(&path)?;
-    let (principal, pattern) = (args.principal.as_str(), args.action_pattern.as_str());
-    let mut data = acl::read_data_file(&path).map_err(|e| acl_failure(&path, e))?;
-    let changed = match edit {
-        Edit::Grant => acl::grant(&mut data, principal, pattern),
-        Edit::Revoke => acl::revoke(&mut data, principal, pattern),
-    }
-    .map_err(|e| acl_failure(&path, e))?;
-    if changed {
-        acl::write_data_file(&path, &data).map_err(|e| acl_failure(&path, e))?;
-    }
-    let entries = acl::show(&data).map_err(|e| acl_failure(&path, e))?;
-    let result = EditResult {
-        ok: true,
-        changed,
-        principal,
-        pattern,
-        patterns: entries.get(principal).cloned().unwrap_or_default(),
-        acl_revision: acl_revision(&data),
-        file: &path,
-    };
+fn edit(config: &Path, operator: &OperatorArgs, edit: Edit, args: &EditArgs) -> Result<Exit, Failure> {
+    let result =
+        if args.offline { edit_offline(config, edit, args)? } else { edit_online(config, operator, edit, args)? };
     if args.json {
         output::print_json(&result);
     } else {
@@ -117,23 +100,51 @@ fn edit(config: &Path, edit: Edit, args: &EditArgs) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
-fn print_edit(edit: Edit, r: &EditResult<'_>) {
+fn edit_online(config: &Path, operator: &OperatorArgs, edit: Edit, args: &EditArgs) -> Result<EditResult, Failure> {
+    let mut session = AdminSession::connect(config, operator)?;
+    let path = match edit {
+        Edit::Grant => "/v1/admin/policy/grant",
+        Edit::Revoke => "/v1/admin/policy/revoke",
+    };
+    let doc = session.post(path, &json!({"principal": args.principal, "action_pattern": args.action_pattern}))?;
+    serde_json::from_value(doc).map_err(|e| {
+        Failure::new("unexpected_response", format!("the gate's answer does not parse: {e}"), "use a matching CLI")
+    })
+}
+
+fn edit_offline(config: &Path, edit: Edit, args: &EditArgs) -> Result<EditResult, Failure> {
+    let path = data_file(config)?;
+    let (principal, pattern) = (args.principal.as_str(), args.action_pattern.as_str());
+    let (changed, data) = acl::locked_update(&path, |data| match edit {
+        Edit::Grant => acl::grant(data, principal, pattern),
+        Edit::Revoke => acl::revoke(data, principal, pattern),
+    })
+    .map_err(|e| acl_failure(&path, e))?;
+    let entries = acl::show(&data).map_err(|e| acl_failure(&path, e))?;
+    Ok(EditResult {
+        ok: true,
+        changed,
+        principal: principal.to_string(),
+        pattern: pattern.to_string(),
+        patterns: entries.get(principal).cloned().unwrap_or_default(),
+        acl_revision: acl_revision(&data),
+        file: Some(path),
+    })
+}
+
+fn print_edit(edit: Edit, r: &EditResult) {
+    let applied = match &r.file {
+        Some(file) => format!("the running gate reloads {}", file.display()),
+        None => "in force now".to_string(),
+    };
     let text = match (edit, r.changed) {
-        (Edit::Grant, true) => format!(
-            "granted {} to {} (acl_revision {}); the running gate reloads {}\n",
-            r.pattern,
-            r.principal,
-            r.acl_revision,
-            r.file.display()
-        ),
+        (Edit::Grant, true) => {
+            format!("granted {} to {} (acl_revision {}); {applied}\n", r.pattern, r.principal, r.acl_revision)
+        }
         (Edit::Grant, false) => format!("{} already has {}; nothing changed\n", r.principal, r.pattern),
-        (Edit::Revoke, true) => format!(
-            "revoked {} from {} (acl_revision {}); the running gate reloads {}\n",
-            r.pattern,
-            r.principal,
-            r.acl_revision,
-            r.file.display()
-        ),
+        (Edit::Revoke, true) => {
+            format!("revoked {} from {} (acl_revision {}); {applied}\n", r.pattern, r.principal, r.acl_revision)
+        }
         (Edit::Revoke, false) if r.patterns.is_empty() => {
             format!("{} has no ACL entries; nothing changed\n", r.principal)
         }
@@ -147,14 +158,23 @@ fn print_edit(edit: Edit, r: &EditResult<'_>) {
     output::write_stdout(&text);
 }
 
-fn show(config: &Path, args: &ShowArgs) -> Result<Exit, Failure> {
-    let path = data_file(config)?;
-    let data = acl::read_data_file(&path).map_err(|e| acl_failure(&path, e))?;
-    let mut entries = acl::show(&data).map_err(|e| acl_failure(&path, e))?;
+fn show(config: &Path, operator: &OperatorArgs, args: &ShowArgs) -> Result<Exit, Failure> {
+    let mut result = if args.offline {
+        let path = data_file(config)?;
+        let data = acl::read_data_file(&path).map_err(|e| acl_failure(&path, e))?;
+        let acl = acl::show(&data).map_err(|e| acl_failure(&path, e))?;
+        ShowResult { acl_revision: acl_revision(&data), file: path, acl }
+    } else {
+        let mut session = AdminSession::connect(config, operator)?;
+        let doc = session.get("/v1/admin/policy/acl")?;
+        serde_json::from_value(doc).map_err(|e| {
+            Failure::new("unexpected_response", format!("the gate's answer does not parse: {e}"), "use a matching CLI")
+        })?
+    };
     if let Some(principal) = &args.principal {
-        entries.retain(|p, _| p == principal || p == "*");
+        result.acl.retain(|p, _| p == principal || p == "*");
     }
-    let result = ShowResult { acl_revision: acl_revision(&data), file: &path, acl: entries };
+    let path = result.file.clone();
     if args.json {
         output::print_json(&result);
         return Ok(Exit::Ok);
@@ -181,20 +201,6 @@ fn acl_revision(data: &Value) -> u64 {
     data.pointer("/policy_data/acl_revision").and_then(Value::as_u64).unwrap_or(0)
 }
 
-/// Holds an exclusive lock on the directory of `data_file` until dropped.
-fn lock_policies_dir(data_file: &Path) -> Result<Flock<File>, Failure> {
-    let dir = match data_file.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let remediation = "run as a user that can read and write the policies dir, or pass --config FILE";
-    let handle = File::open(dir)
-        .map_err(|e| Failure::new("policy_data_io_error", format!("{}: {e}", dir.display()), remediation))?;
-    Flock::lock(handle, FlockArg::LockExclusive).map_err(|(_, errno)| {
-        Failure::new("policy_data_io_error", format!("cannot lock {}: {errno}", dir.display()), remediation)
-    })
-}
-
 fn acl_failure(path: &Path, e: AclEditError) -> Failure {
     let remediation = match &e {
         AclEditError::InvalidPrincipal(_) => {
@@ -203,6 +209,7 @@ fn acl_failure(path: &Path, e: AclEditError) -> Failure {
         AclEditError::InvalidPattern(_) => {
             "use an action id (http_fetch), `<prefix>*` (github.issue_*), `<prefix>.**` (github.**) or `**`"
         }
+        AclEditError::InvalidHost(_) => "a host is a lower-case name or IP address, without wildcard",
         AclEditError::Malformed(_) => "repair data.json: policy_data.acl must map principals to lists of patterns",
         AclEditError::Io { .. } => "check that the policies dir exists and is writable by you, or pass --config FILE",
     };

@@ -46,10 +46,23 @@ pub fn run(command: ReceiptCommand) -> ExitCode {
 fn verify(args: &VerifyReceiptArgs) -> Result<Exit, Failure> {
     let receipt_json = read_receipt(&args.receipt)?;
     let jwks_json = read_jwks_file(&args.jwks)?;
+    let jwks = args.jwks.display().to_string();
+    report_verdict(verify_with_jwks(&receipt_json, &jwks_json), &args.receipt.display().to_string(), &jwks, args.json)
+}
+
+/// Prints the verdict on one receipt (`what` names it, `jwks` the key set) and
+/// maps it to the exit status: 0 valid, 2 invalid; an unusable key set is a
+/// failure to check (1), never a verdict.
+pub fn report_verdict(
+    result: Result<latchgate_core::receipt::Receipt, ReceiptError>,
+    what: &str,
+    jwks: &str,
+    json: bool,
+) -> Result<Exit, Failure> {
     let colour = output::stdout_colour();
-    match verify_with_jwks(&receipt_json, &jwks_json) {
+    match result {
         Ok(receipt) => {
-            if args.json {
+            if json {
                 output::print_json(&serde_json::json!({
                     "ok": true,
                     "receipt_id": receipt.receipt_id,
@@ -59,6 +72,8 @@ fn verify(args: &VerifyReceiptArgs) -> Result<Exit, Failure> {
                     "signing_key_id": receipt.signing_key_id,
                     "result_hash": receipt.result_hash,
                     "finished_at": receipt.finished_at,
+                    "approved_by": receipt.approved_by,
+                    "approved_by_jkt": receipt.approved_by_jkt,
                 }));
             } else {
                 output::write_stdout(&format!(
@@ -75,17 +90,17 @@ fn verify(args: &VerifyReceiptArgs) -> Result<Exit, Failure> {
         // The key set itself is unusable: nothing was decided about the receipt.
         Err(e @ ReceiptError::MalformedJwks(_)) => Err(Failure::new(
             e.code(),
-            format!("{}: {e}", args.jwks.display()),
+            format!("{jwks}: {e}"),
             "pass the JWKS the gate publishes (GET /v1/receipt-keys or <key_dir>/receipt-keys.jwks.json)",
         )),
         Err(e) => {
-            if args.json {
+            if json {
                 output::print_json(&serde_json::json!({"ok": false, "code": e.code(), "reason": e.to_string()}));
             } else {
                 output::write_stdout(&format!(
                     "{} receipt {}: {} [{}]\n",
                     Tone::Bad.paint("INVALID", colour),
-                    args.receipt.display(),
+                    sanitize(what),
                     sanitize(&e.to_string()),
                     e.code(),
                 ));

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use latchgate_broker::ledger::{BreakReason, ChainBreak, LedgerError, LedgerReader, VerifyReport};
 use serde::Serialize;
 
+use super::admin_client::{AdminSession, OperatorArgs};
 use super::evidence::{
     ledger_failure, ledger_path, open_ledger, parse_receipt_keys, read_jwks_file, receipt_keys_path,
 };
@@ -19,6 +20,9 @@ use super::output::{self, Exit, Failure, Progress, Tone, sanitize};
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
+    /// Verify the ledger file directly instead of asking the gate (implied by --ledger or --jwks).
+    #[arg(long)]
+    offline: bool,
     /// The ledger database to verify instead of `<state_dir>/ledger.db` of the config.
     #[arg(long, value_name = "FILE")]
     ledger: Option<PathBuf>,
@@ -54,8 +58,48 @@ struct Verdict<'a> {
     first_bad_event: Option<&'a FirstBadEvent>,
 }
 
-pub fn run(config: &Path, args: VerifyArgs) -> ExitCode {
-    output::finish(args.json, verify(config, &args))
+pub fn run(config: &Path, operator: &OperatorArgs, args: VerifyArgs) -> ExitCode {
+    if args.offline || args.ledger.is_some() || args.jwks.is_some() {
+        return output::finish(args.json, verify(config, &args));
+    }
+    output::finish(args.json, verify_online(config, operator, &args))
+}
+
+/// `GET /v1/audit/verify`: the gate checks its own ledger against every receipt key it ever used.
+fn verify_online(config: &Path, operator: &OperatorArgs, args: &VerifyArgs) -> Result<Exit, Failure> {
+    let mut session = AdminSession::connect(config, operator)?;
+    let doc = session.get("/v1/audit/verify")?;
+    let ok = doc["ok"] == true;
+    if args.json {
+        output::print_json(&doc);
+    } else {
+        let colour = output::stdout_colour();
+        if ok {
+            let r = &doc["report"];
+            output::write_stdout(&format!(
+                "{} (checked by the gate): {} events (head seq {}), {} intents, {} receipts (signatures checked), \
+                 {} approvals, {} approval outcomes\n",
+                Tone::Good.paint("ledger intact", colour),
+                r["events"],
+                r["head_seq"],
+                r["intents"],
+                r["receipts"],
+                r["approvals"],
+                r["approval_outcomes"],
+            ));
+        } else {
+            let bad = &doc["first_bad_event"];
+            output::write_stdout(&format!(
+                "{}: first bad event seq {} (event_id {}): {}\n",
+                Tone::Bad.paint("LEDGER BROKEN", colour),
+                bad["seq"],
+                sanitize(bad["event_id"].as_str().unwrap_or("row missing")),
+                sanitize(bad["reason"].as_str().unwrap_or("")),
+            ));
+            eprintln!("  fix: keep the ledger as evidence and trust nothing from this event on until it is explained");
+        }
+    }
+    Ok(if ok { Exit::Ok } else { Exit::Invalid })
 }
 
 fn verify(config: &Path, args: &VerifyArgs) -> Result<Exit, Failure> {

@@ -1,6 +1,7 @@
 //! `latchgate up` / `latchgate serve`: start the four children with their
 //! socketpairs, restart any that dies (its peers get the new channel ends over
-//! their control sockets), and stop them in order on SIGTERM/SIGINT.
+//! their control sockets), and stop them in order on SIGTERM/SIGINT: the
+//! broker first, which drains the executions in flight.
 //!
 //! While a child is down its peers see a closed channel and answer 503
 //! `component_unavailable`: there is no fallback path around a missing process.
@@ -27,6 +28,10 @@ use wiring::{ChildFds, channels_of, pair, peer_of};
 
 /// A child that stayed up this long has its restart backoff reset.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// Order of shutdown (see `stop_all`).
+const STOP_ORDER: [Role; 4] = [Role::Broker, Role::Front, Role::Executor, Role::Signer];
+/// Time a draining broker gets beyond its in-flight grace to answer and exit.
+const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -302,15 +307,21 @@ impl Supervisor {
         Role::CHILDREN.iter().filter_map(|r| self.slots.get(r).map(|s| (*r, s.pid, s.ready.clone()))).collect()
     }
 
-    /// Front first (no new requests), signer last (others may still need a signature).
+    /// Broker first: it refuses new executions (503 `draining`) and waits up
+    /// to `[shutdown] in_flight_grace_ms` for the ones in flight, while the
+    /// front stays up to deliver their answers. Then the front, the executor,
+    /// and the signer last (others may still need a signature).
     async fn stop_all(&mut self) {
-        let grace = Duration::from_millis(self.cfg.config.supervisor.shutdown_grace_ms);
-        for role in Role::CHILDREN.into_iter().rev() {
+        let s = &self.cfg.config;
+        let grace = Duration::from_millis(s.supervisor.shutdown_grace_ms);
+        let broker_grace = grace.max(Duration::from_millis(s.shutdown.in_flight_grace_ms) + DRAIN_MARGIN);
+        for role in STOP_ORDER {
             let Some(slot) = self.slots.get(&role).filter(|s| s.alive) else { continue };
             let (pid, generation) = (slot.pid, slot.generation);
             let _ = slot.control.send(&ControlMessage::Shutdown, None).await;
             signal(pid, nix::sys::signal::Signal::SIGTERM);
-            if !self.wait_exit(role, generation, grace).await {
+            let limit = if role == Role::Broker { broker_grace } else { grace };
+            if !self.wait_exit(role, generation, limit).await {
                 tracing::warn!(%role, pid, "did not stop in time; killing");
                 signal(pid, nix::sys::signal::Signal::SIGKILL);
                 self.wait_exit(role, generation, Duration::from_secs(5)).await;

@@ -1,7 +1,8 @@
-//! Which resolved addresses the executor may connect to. Everything that is
-//! not plainly global unicast is refused, including IPv6 forms that embed an
-//! IPv4 address (mapped, compatible, NAT64, 6to4), judged by the embedded
-//! address, and the cloud metadata endpoints.
+//! Which resolved addresses the gate may connect to (the executor's host I/O,
+//! the broker's webhook deliveries). Everything that is not plainly global
+//! unicast is refused, including IPv6 forms that embed an IPv4 address
+//! (mapped, compatible, NAT64, 6to4), judged by the embedded address, and the
+//! cloud metadata endpoints.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
