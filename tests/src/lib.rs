@@ -2,6 +2,8 @@
 //! config, the real `latchgate` binaries started from the build's target dir,
 //! and an HTTP client over the gate's Unix sockets.
 
+pub mod secrets;
+
 use latchgate_client::uds_http::UdsHttp;
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;

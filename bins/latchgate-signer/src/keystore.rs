@@ -166,6 +166,11 @@ impl KeyStore {
         self.grant_key.verifying_key().to_bytes()
     }
 
+    /// Whether `signature` over `message` was made with this signer's grant key.
+    pub fn verify_grant(&self, message: &[u8], signature: &ed25519_dalek::Signature) -> bool {
+        self.grant_key.verifying_key().verify_strict(message, signature).is_ok()
+    }
+
     pub fn grant_kid(&self) -> &str {
         &self.grant_kid
     }
@@ -241,7 +246,7 @@ fn load_or_create_key_file(
 
 /// Open without following symlinks, then check type and mode on the open
 /// file itself so the check and the read concern the same inode.
-fn read_private_file(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
+pub(crate) fn read_private_file(path: &Path, max: u64) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
     let file =
         OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC).open(path).map_err(
             |e| {
@@ -290,7 +295,7 @@ fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
     sync_parent(path)
 }
 
-fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
+pub(crate) fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
     let mut file: File = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -302,12 +307,12 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
     file.sync_all().map_err(io_err(path))
 }
 
-fn temp_sibling(path: &Path) -> PathBuf {
+pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp"))
 }
 
-fn sync_parent(path: &Path) -> Result<(), KeyStoreError> {
+pub(crate) fn sync_parent(path: &Path) -> Result<(), KeyStoreError> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     File::open(parent).and_then(|d| d.sync_all()).map_err(io_err(parent))
 }

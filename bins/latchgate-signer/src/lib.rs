@@ -4,4 +4,7 @@
 
 pub mod grant_book;
 pub mod keystore;
+pub mod secrets_check;
 pub mod service;
+pub mod sops;
+pub mod vault;

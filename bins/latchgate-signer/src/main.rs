@@ -12,6 +12,7 @@ use latchgate_ipc::messages::status::ProcessStatus;
 use latchgate_ipc::{BrokerSigner, ChannelKind, ExecutorSigner};
 use latchgate_signer::keystore::KeyStore;
 use latchgate_signer::service::SignerService;
+use latchgate_signer::vault::{SecretsVault, VaultPaths};
 use std::sync::Arc;
 
 const ROLE: Role = Role::Signer;
@@ -21,16 +22,34 @@ fn main() {
     process::run_child(ROLE, ChildError::code, load_keys, run);
 }
 
+struct Loaded {
+    keys: KeyStore,
+    secrets: Option<SecretsVault>,
+}
+
 fn load_keys(
     cfg: &latchgate_core::config::LoadedConfig,
     _: &mut latchgate_core::confine::SealInputs,
-) -> Result<KeyStore, ChildError> {
+) -> Result<Loaded, ChildError> {
     let keys = KeyStore::load_or_generate(&cfg.key_dir()).map_err(|e| ChildError::setup(e.code(), e))?;
     tracing::info!(?keys, "keys loaded");
-    Ok(keys)
+    // A configured secrets file that cannot be decrypted (missing, tampered,
+    // key file readable by others) stops the start: better than a gate that
+    // denies every secret-bearing call for a reason nobody sees.
+    let secrets = match cfg.secrets_files() {
+        None => None,
+        Some((secrets_file, key_file)) => {
+            let vault = SecretsVault::new(VaultPaths { secrets_file, key_file });
+            let count = vault.load().map_err(|e| ChildError::setup(e.code(), e))?;
+            tracing::info!(paths = ?vault.paths(), values = count, "secrets file decrypted");
+            vault.forget();
+            Some(vault)
+        }
+    };
+    Ok(Loaded { keys, secrets })
 }
 
-async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, keys: KeyStore) -> Result<(), ChildError> {
+async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, loaded: Loaded) -> Result<(), ChildError> {
     let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
     let from_broker = endpoints.source(ChannelKind::BrokerSigner)?;
     let from_executor = endpoints.source(ChannelKind::ExecutorSigner)?;
@@ -38,7 +57,11 @@ async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, keys: Ke
     let confinement = sealer.restrict_syscalls()?;
     tracing::info!(confinement = %confinement.summary(), "sealed");
     let status = move || ProcessStatus::current(ROLE, true, Some(confinement.clone()));
-    let service = Arc::new(SignerService::new(keys));
+    let mut service = SignerService::new(loaded.keys);
+    if let Some(vault) = loaded.secrets {
+        service = service.with_secrets(vault);
+    }
+    let service = Arc::new(service);
 
     let (for_broker, for_executor) = (status.clone(), status.clone());
     let broker_service = service.clone();

@@ -3,17 +3,21 @@
 
 use crate::grant_book::{GrantBook, ReceiptClaim};
 use crate::keystore::KeyStore;
+use crate::vault::SecretsVault;
+use ed25519_dalek::Signature;
 use latchgate_core::grant::{Grant, SignedGrant};
 use latchgate_core::jcs;
 use latchgate_core::jose::{LEASE_AUDIENCE, LEASE_ISSUER, LEASE_MAX_TTL_SECONDS, LeaseClaims};
 use latchgate_core::receipt::{Receipt, signing_payload};
 use latchgate_ipc::messages::broker_signer::{GrantPublicKey, PublicKeys, SignerReply, SignerRequest};
-use latchgate_ipc::messages::executor_signer::{SecretsReply, SecretsRequest};
+use latchgate_ipc::messages::executor_signer::{ReleasedSecret, SecretValue, SecretsReply, SecretsRequest};
 use latchgate_ipc::messages::status::ProcessStatus;
 
 pub struct SignerService {
     keys: KeyStore,
     grants: GrantBook,
+    /// `None` when `[secrets]` is not configured: no secret exists.
+    secrets: Option<SecretsVault>,
 }
 
 fn refused(code: &str, message: impl std::fmt::Display) -> SignerReply {
@@ -27,7 +31,13 @@ fn unix_now() -> i64 {
 
 impl SignerService {
     pub fn new(keys: KeyStore) -> Self {
-        SignerService { keys, grants: GrantBook::default() }
+        SignerService { keys, grants: GrantBook::default(), secrets: None }
+    }
+
+    /// Releases secrets from `vault` (the configured SOPS file).
+    pub fn with_secrets(mut self, vault: SecretsVault) -> Self {
+        self.secrets = Some(vault);
+        self
     }
 
     pub fn handle_broker(&self, request: SignerRequest, status: ProcessStatus) -> SignerReply {
@@ -40,6 +50,7 @@ impl SignerService {
             SignerRequest::SignLease { claims_json } => self.sign_lease(&claims_json, unix_now()),
             SignerRequest::SignGrant { grant } => self.sign_grant(*grant, unix_now()),
             SignerRequest::SignReceipt { receipt_json } => self.sign_receipt(&receipt_json, unix_now()),
+            SignerRequest::SecretsPresent { names } => self.secrets_present(names),
         }
     }
 
@@ -47,6 +58,58 @@ impl SignerService {
         match request {
             SecretsRequest::Ping => SecretsReply::Pong(status),
             SecretsRequest::GrantKeys => SecretsReply::GrantKeys(self.grant_keys()),
+            SecretsRequest::Secrets { grant } => self.release_secrets(&grant, unix_now()),
+        }
+    }
+
+    /// Names only: which of `names` the secrets file holds. Without a
+    /// secrets file none does.
+    fn secrets_present(&self, names: Vec<String>) -> SignerReply {
+        let Some(vault) = &self.secrets else {
+            return SignerReply::SecretsPresent { present: Vec::new() };
+        };
+        match vault.present(&names) {
+            Ok(present) => SignerReply::SecretsPresent { present },
+            Err(e) => refused(e.code(), e),
+        }
+    }
+
+    /// The per-grant release: our own signature on exactly this grant, then
+    /// the grant book's state machine (outstanding, unexpired, newest epoch,
+    /// released once), then only the approved names the file holds.
+    pub fn release_secrets(&self, signed: &SignedGrant, now: i64) -> SecretsReply {
+        let refuse = |code: &str, message: &dyn std::fmt::Display| {
+            tracing::warn!(code, %message, grant = %signed.grant.grant_id, "secrets not released");
+            SecretsReply::Refused { code: code.into(), message: message.to_string() }
+        };
+        if signed.kid != self.keys.grant_kid() {
+            return refuse("grant_key_unknown", &format!("grant key id `{}` is not this signer's", signed.kid));
+        }
+        let verified = Signature::from_slice(&signed.signature)
+            .ok()
+            .zip(jcs::canonical_bytes(&signed.grant).ok())
+            .is_some_and(|(signature, message)| self.keys.verify_grant(&message, &signature));
+        if !verified {
+            return refuse("grant_signature_invalid", &"the grant signature does not verify");
+        }
+        if let Err(e) = self.grants.release_secrets(&signed.grant, now) {
+            return refuse(e.code(), &e);
+        }
+        let names = &signed.grant.approved_secrets;
+        if names.is_empty() {
+            return SecretsReply::Secrets(Vec::new());
+        }
+        let Some(vault) = &self.secrets else {
+            return SecretsReply::Secrets(Vec::new());
+        };
+        match vault.release(names) {
+            Ok(values) => {
+                tracing::info!(grant = %signed.grant.grant_id, released = ?values.iter().map(|(n, _)| n).collect::<Vec<_>>(), "secrets released");
+                SecretsReply::Secrets(
+                    values.into_iter().map(|(name, value)| ReleasedSecret { name, value: SecretValue::new(value) }).collect(),
+                )
+            }
+            Err(e) => refuse(e.code(), &e),
         }
     }
 

@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::policy::PolicyCommand,
     },
+    /// SOPS secrets the signer releases per grant (values never on argv, never in logs).
+    Secrets {
+        #[command(subcommand)]
+        command: commands::secrets::SecretsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(&cli.config, args),
         Command::Receipt { command } => commands::receipt::run(command),
         Command::Policy { command } => commands::policy::run(&cli.config, command),
+        Command::Secrets { command } => commands::secrets::run(&cli.config, command),
     }
 }
 

@@ -10,7 +10,8 @@ mod resolve;
 
 pub use address::{AddressVerdict, classify};
 pub use client::{
-    Destination, EgressClient, EgressConfig, EgressSetupError, FetchError, InboundResponse, OutboundRequest,
+    Credentials, Destination, EgressClient, EgressConfig, EgressSetupError, FetchError, InboundResponse,
+    OutboundRequest,
 };
 pub use resolve::{Resolve, ResolveFuture, SystemResolver};
 

@@ -4,7 +4,9 @@
 pub mod audit;
 pub mod egress;
 mod evidence;
+mod lock;
 pub mod output;
 pub mod policy;
 pub mod receipt;
+pub mod secrets;
 pub mod verify;

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use latchgate_broker::policy::{self as acl, AclEditError, AclEntries, DATA_FILE};
 use latchgate_core::config::LoadedConfig;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -183,16 +183,8 @@ fn acl_revision(data: &Value) -> u64 {
 
 /// Holds an exclusive lock on the directory of `data_file` until dropped.
 fn lock_policies_dir(data_file: &Path) -> Result<Flock<File>, Failure> {
-    let dir = match data_file.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
     let remediation = "run as a user that can read and write the policies dir, or pass --config FILE";
-    let handle = File::open(dir)
-        .map_err(|e| Failure::new("policy_data_io_error", format!("{}: {e}", dir.display()), remediation))?;
-    Flock::lock(handle, FlockArg::LockExclusive).map_err(|(_, errno)| {
-        Failure::new("policy_data_io_error", format!("cannot lock {}: {errno}", dir.display()), remediation)
-    })
+    super::lock::lock_parent_dir(data_file, "policy_data_io_error", remediation)
 }
 
 fn acl_failure(path: &Path, e: AclEditError) -> Failure {
