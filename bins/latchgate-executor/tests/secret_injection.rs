@@ -9,7 +9,6 @@ use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use latchgate_core::grant::SignedGrant;
 use latchgate_core::manifest::{BasicAuthInjection, SecretInjection, SecretSpec};
 use latchgate_core::receipt::{NormalizedResult, Receipt, VerificationOutcome};
@@ -158,39 +157,25 @@ impl Echo {
 /// Reflects the whole request (uri, header names and values) in the body and
 /// in `x-echo-*` response headers.
 async fn echo() -> Echo {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let recorder = seen.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            let recorder = recorder.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let recorder = recorder.clone();
-                    async move {
-                        let uri = req.uri().to_string();
-                        let headers: Vec<(String, String)> = req
-                            .headers()
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                            .collect();
-                        let _ = req.into_body().collect().await;
-                        recorder.lock().unwrap().push(Seen { uri: uri.clone(), headers: headers.clone() });
-                        let mut response = Response::builder().header("content-type", "application/json");
-                        for (k, v) in &headers {
-                            response = response.header(format!("x-echo-{k}"), v.as_str());
-                        }
-                        let body = json!({"uri": uri, "headers": headers}).to_string();
-                        Ok::<_, std::convert::Infallible>(response.body(Full::new(Bytes::from(body))).unwrap())
-                    }
-                });
-                let _ =
-                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-            });
+    let (addr, task) = serve(move |req: Request<Incoming>| {
+        let recorder = recorder.clone();
+        async move {
+            let uri = req.uri().to_string();
+            let headers: Vec<(String, String)> =
+                req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+            let _ = req.into_body().collect().await;
+            recorder.lock().unwrap().push(Seen { uri: uri.clone(), headers: headers.clone() });
+            let mut response = Response::builder().header("content-type", "application/json");
+            for (k, v) in &headers {
+                response = response.header(format!("x-echo-{k}"), v.as_str());
+            }
+            let body = json!({"uri": uri, "headers": headers}).to_string();
+            response.body(Full::new(Bytes::from(body))).unwrap()
         }
-    });
+    })
+    .await;
     Echo { addr, seen, task }
 }
 
@@ -291,7 +276,10 @@ async fn a_grant_obtains_its_secrets_once() {
     signer.issue(&mut task, &["A_TOKEN"]);
     runtime.run(task.clone()).await.unwrap();
     let replayed = runtime.run(task).await.unwrap_err();
-    assert_eq!(replayed, RunError::SecretsRefused { code: "secrets_already_released".into(), message: replayed_message(&replayed) });
+    assert_eq!(
+        replayed,
+        RunError::SecretsRefused { code: "secrets_already_released".into(), message: replayed_message(&replayed) }
+    );
     assert_eq!(target.seen().len(), 1, "the replay reached nobody");
 }
 

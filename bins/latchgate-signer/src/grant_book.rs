@@ -165,9 +165,8 @@ impl GrantBook {
     /// issued, and its secrets were not released before.
     pub fn release_secrets(&self, grant: &Grant, now: i64) -> Result<(), GrantBookError> {
         let mut book = self.outstanding.lock().unwrap_or_else(|p| p.into_inner());
-        let issued = book
-            .get_mut(&grant.grant_id)
-            .ok_or_else(|| GrantBookError::NotOutstanding(grant.grant_id.clone()))?;
+        let issued =
+            book.get_mut(&grant.grant_id).ok_or_else(|| GrantBookError::NotOutstanding(grant.grant_id.clone()))?;
         if now >= issued.expires_at {
             return Err(GrantBookError::Expired {
                 grant_id: grant.grant_id.clone(),

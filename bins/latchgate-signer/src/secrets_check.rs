@@ -53,7 +53,12 @@ pub fn check_secrets(cfg: &LoadedConfig, registry: &Registry) -> Vec<Finding> {
     let required: Vec<&String> = declared.iter().filter(|(_, (req, _))| !req.is_empty()).map(|(n, _)| n).collect();
     let Some((secrets_file, key_file)) = cfg.secrets_files() else {
         return vec![if required.is_empty() {
-            Finding::new("secrets.configured", Status::Pass, "no action requires a secret and [secrets] is not set", None)
+            Finding::new(
+                "secrets.configured",
+                Status::Pass,
+                "no action requires a secret and [secrets] is not set",
+                None,
+            )
         } else {
             Finding::new(
                 "secrets.configured",
@@ -73,7 +78,12 @@ pub fn check_secrets(cfg: &LoadedConfig, registry: &Registry) -> Vec<Finding> {
         Ok(ids) => findings.push(Finding::new(
             "secrets.key_file",
             Status::Pass,
-            format!("{} is private and holds {} age identit{}", key_file.display(), ids.recipients().len(), plural(ids.recipients().len())),
+            format!(
+                "{} is private and holds {} age identit{}",
+                key_file.display(),
+                ids.recipients().len(),
+                plural(ids.recipients().len())
+            ),
             None,
         )),
         Err(e) => {
@@ -92,7 +102,12 @@ pub fn check_secrets(cfg: &LoadedConfig, registry: &Registry) -> Vec<Finding> {
     findings.push(Finding::new(
         "secrets.file_decrypts",
         Status::Pass,
-        format!("{} decrypts and its MAC verifies ({} value{})", secrets_file.display(), values.len(), if values.len() == 1 { "" } else { "s" }),
+        format!(
+            "{} decrypts and its MAC verifies ({} value{})",
+            secrets_file.display(),
+            values.len(),
+            if values.len() == 1 { "" } else { "s" }
+        ),
         None,
     ));
     let mut all_required_present = true;
@@ -111,7 +126,10 @@ pub fn check_secrets(cfg: &LoadedConfig, registry: &Registry) -> Vec<Finding> {
         }
     }
     if all_required_present {
-        let message = format!("every required secret is present ({})", if required.is_empty() { "none".into() } else { join(&required) });
+        let message = format!(
+            "every required secret is present ({})",
+            if required.is_empty() { "none".into() } else { join(&required) }
+        );
         findings.push(Finding::new("secrets.required_present", Status::Pass, message, None));
     }
     findings
@@ -128,7 +146,9 @@ fn plural(n: usize) -> &'static str {
 /// The one thing to try for each kind of failure.
 pub fn remedy(e: &SopsError) -> String {
     match e.code() {
-        "sops_key_insecure_permissions" => e.to_string().rsplit("fix with ").next().unwrap_or("chmod 600 the key file").to_string(),
+        "sops_key_insecure_permissions" => {
+            e.to_string().rsplit("fix with ").next().unwrap_or("chmod 600 the key file").to_string()
+        }
         "sops_file_unreadable" | "sops_key_unreadable" => {
             "run `latchgate secrets init`, or point [secrets] at existing files".into()
         }

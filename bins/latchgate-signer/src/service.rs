@@ -106,7 +106,10 @@ impl SignerService {
             Ok(values) => {
                 tracing::info!(grant = %signed.grant.grant_id, released = ?values.iter().map(|(n, _)| n).collect::<Vec<_>>(), "secrets released");
                 SecretsReply::Secrets(
-                    values.into_iter().map(|(name, value)| ReleasedSecret { name, value: SecretValue::new(value) }).collect(),
+                    values
+                        .into_iter()
+                        .map(|(name, value)| ReleasedSecret { name, value: SecretValue::new(value) })
+                        .collect(),
                 )
             }
             Err(e) => refuse(e.code(), &e),
@@ -182,5 +185,72 @@ impl SignerService {
         let kid = self.keys.receipt_kid().to_string();
         let (_, signature) = self.keys.sign_receipt(&signing_payload(&kid, &result_hash));
         SignerReply::Receipt { signing_key_id: kid, result_hash, signature: signature.to_vec() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchgate_core::role::Role;
+
+    fn service(dir: &std::path::Path) -> SignerService {
+        SignerService::new(KeyStore::load_or_generate(&dir.join("keys")).unwrap())
+    }
+
+    fn issued(service: &SignerService, now: i64) -> SignedGrant {
+        let grant = Grant {
+            grant_id: "g1".into(),
+            trace_id: "t".into(),
+            action_id: "a".into(),
+            action_version: "1".into(),
+            provider_module_digest: "sha256:00".into(),
+            request_hash: "sha256:11".into(),
+            principal: "p".into(),
+            session_id: "s".into(),
+            epoch: 0,
+            issued_at: now,
+            expires_at: now + 60,
+            allowed_sinks: vec![],
+            approved_secrets: vec!["A_TOKEN".into()],
+            approved_by: None,
+        };
+        match service.sign_grant(grant, now) {
+            SignerReply::Grant(g) => *g,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn refusal(reply: SecretsReply) -> String {
+        match reply {
+            SecretsReply::Refused { code, .. } => code,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn secrets_need_this_signers_own_signature_on_the_grant() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = service(dir.path());
+        let now = unix_now();
+        let mut grant = issued(&service, now);
+        let mut other_kid = grant.clone();
+        other_kid.kid = "someone-else".into();
+        assert_eq!(refusal(service.release_secrets(&other_kid, now)), "grant_key_unknown");
+        grant.signature[0] ^= 1;
+        assert_eq!(refusal(service.release_secrets(&grant, now)), "grant_signature_invalid");
+        grant.signature.truncate(10);
+        assert_eq!(refusal(service.release_secrets(&grant, now)), "grant_signature_invalid");
+    }
+
+    #[test]
+    fn without_a_secrets_file_nothing_is_present_or_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = service(dir.path());
+        let now = unix_now();
+        let grant = issued(&service, now);
+        assert_eq!(service.release_secrets(&grant, now), SecretsReply::Secrets(vec![]));
+        let status = ProcessStatus::current(Role::Signer, true, None);
+        let reply = service.handle_broker(SignerRequest::SecretsPresent { names: vec!["A_TOKEN".into()] }, status);
+        assert_eq!(reply, SignerReply::SecretsPresent { present: vec![] });
     }
 }

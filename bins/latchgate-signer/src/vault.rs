@@ -75,9 +75,8 @@ impl SecretsVault {
         let secrets = FileStamp::of(&self.paths.secrets_file)?;
         let key = FileStamp::of(&self.paths.key_file)?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = cache
-            .as_ref()
-            .is_some_and(|c| c.secrets == secrets && c.key == key && c.loaded.elapsed() < self.ttl);
+        let fresh =
+            cache.as_ref().is_some_and(|c| c.secrets == secrets && c.key == key && c.loaded.elapsed() < self.ttl);
         if !fresh {
             // The old values go (and are wiped) before the file is read again:
             // a file that no longer decrypts releases nothing.
@@ -108,8 +107,7 @@ mod tests {
 
     fn setup(values: &[(&str, &str)]) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let paths =
-            VaultPaths { secrets_file: dir.path().join("secrets.yaml"), key_file: dir.path().join("age.txt") };
+        let paths = VaultPaths { secrets_file: dir.path().join("secrets.yaml"), key_file: dir.path().join("age.txt") };
         let ids = AgeIdentities::generate();
         replace_private_file(&paths.key_file, ids.to_file_text("now").as_bytes()).unwrap();
         let setup = Setup { _dir: dir, paths, ids };

@@ -16,7 +16,9 @@ pub enum SecretsRequest {
     /// expiry, epoch, that it issued it and has not finalised it, that its
     /// secrets were not released before) and returns only the names in its
     /// `approved_secrets` that the secrets file holds.
-    Secrets { grant: Box<SignedGrant> },
+    Secrets {
+        grant: Box<SignedGrant>,
+    },
 }
 
 /// A secret value on its way to the executor's HTTP layer. Wiped when

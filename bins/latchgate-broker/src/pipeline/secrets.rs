@@ -35,11 +35,10 @@ pub async fn check_required(gate: &Gate, manifest: &Manifest, approved: &[String
     };
     match required.iter().find(|n| !present.contains(n)) {
         None => Ok(()),
-        Some(name) => Err(denied(
-            MISSING_REQUIRED_SECRET,
-            format!("required secret {name} is not in the secrets file"),
-        )
-        .with_remediation(format!("an operator runs: latchgate secrets set {name}"))),
+        Some(name) => {
+            Err(denied(MISSING_REQUIRED_SECRET, format!("required secret {name} is not in the secrets file"))
+                .with_remediation(format!("an operator runs: latchgate secrets set {name}")))
+        }
     }
 }
 

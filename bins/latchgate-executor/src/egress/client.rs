@@ -64,7 +64,10 @@ pub struct Credentials {
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names = |l: &[(String, zeroize::Zeroizing<String>)]| l.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-        f.debug_struct("Credentials").field("headers", &names(&self.headers)).field("query", &names(&self.query)).finish()
+        f.debug_struct("Credentials")
+            .field("headers", &names(&self.headers))
+            .field("query", &names(&self.query))
+            .finish()
     }
 }
 
@@ -287,8 +290,11 @@ impl EgressClient {
         url.set_fragment(None);
         if !request.credentials.query.is_empty() {
             let names: Vec<&str> = request.credentials.query.iter().map(|(n, _)| n.as_str()).collect();
-            let kept: Vec<(String, String)> =
-                url.query_pairs().filter(|(k, _)| !names.contains(&k.as_ref())).map(|(k, v)| (k.into(), v.into())).collect();
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| !names.contains(&k.as_ref()))
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect();
             url.set_query(None);
             let mut pairs = url.query_pairs_mut();
             pairs.extend_pairs(kept);
@@ -329,8 +335,9 @@ impl EgressClient {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| FetchError::InvalidRequest(format!("secret header name `{name}`")))?;
             // The message names the header, never the value.
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| FetchError::InvalidRequest(format!("the secret for `{name}` is not a valid header value")))?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| {
+                FetchError::InvalidRequest(format!("the secret for `{name}` is not a valid header value"))
+            })?;
             value.set_sensitive(true);
             builder = builder.header(name, value);
         }

@@ -48,7 +48,11 @@ impl Host for CallState {
             observation.error = Some("secrets_need_https".into());
             observation.duration_us = micros(started.elapsed());
             self.observations.push(IoObservation::Http(observation));
-            let detail = format!("secrets ({}) are sent only over https, not to {}", self.secrets.names().join(", "), destination.origin());
+            let detail = format!(
+                "secrets ({}) are sent only over https, not to {}",
+                self.secrets.names().join(", "),
+                destination.origin()
+            );
             return Err(self.violate(FailureClass::EgressDenied, detail));
         };
         if !egress.uses_proxy() {
@@ -84,7 +88,10 @@ impl Host for CallState {
                     headers: response
                         .headers
                         .into_iter()
-                        .map(|(name, value)| Header { name: secrets.redact_text(&name), value: secrets.redact_text(&value) })
+                        .map(|(name, value)| Header {
+                            name: secrets.redact_text(&name),
+                            value: secrets.redact_text(&value),
+                        })
                         .collect(),
                     body,
                 })

@@ -75,17 +75,8 @@ impl EncryptedDocument {
     pub fn decrypt(&self, identities: &AgeIdentities) -> Result<DecryptedDocument, SopsError> {
         let key = self.data_key(identities)?;
         let mut mac = MacHasher::new(self.metadata.mac_only_encrypted);
-        let mut path = Vec::new();
-        let data = self
-            .data
-            .iter()
-            .map(|(k, v)| {
-                path.push(k.as_str());
-                let plain = decrypt_node(v, &mut path, &self.metadata.selection, &key, &mut mac);
-                path.pop();
-                plain.map(|p| (k.clone(), p))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let selection = &self.metadata.selection;
+        let data = map_entries(&self.data, &mut Vec::new(), &mut |v, p| decrypt_leaf(v, p, selection, &key, &mut mac))?;
         let aad = rfc3339_as_sops_formats_it(&self.metadata.last_modified)?;
         let (stored, _) = cipher::decrypt(&self.metadata.mac, &key, &aad).map_err(|_| SopsError::MacMismatch)?;
         if !constant_time_eq(stored.as_slice(), mac.finish().as_bytes()) {
@@ -99,9 +90,14 @@ impl EncryptedDocument {
             return Err(SopsError::Unsupported("the file has no age recipient (only other key types)".into()));
         }
         let mut failure = None;
+        let ours = identities.recipients();
         for entry in &self.metadata.age {
             match identities.unwrap_data_key(&entry.enc) {
                 Ok(Some(key)) => return Ok(key),
+                // Wrapped for one of our keys and still not ours to open: modified.
+                Ok(None) if ours.contains(&entry.recipient) => {
+                    failure = Some(SopsError::DataKey("the data key wrapped for this age key does not authenticate"))
+                }
                 Ok(None) => {}
                 Err(e) => failure = Some(e),
             }
@@ -193,13 +189,9 @@ impl DecryptedDocument {
     /// `lastmodified` and MAC.
     pub fn encrypt(&self, now: time::OffsetDateTime) -> Result<String, SopsError> {
         let mut mac = MacHasher::new(self.metadata.mac_only_encrypted);
-        let mut path = Vec::new();
-        let mut entries = Vec::with_capacity(self.data.len() + 1);
-        for (k, v) in &self.data {
-            path.push(k.as_str());
-            entries.push((k.clone(), encrypt_node(v, &mut path, &self.metadata.selection, &self.key, &mut mac)?));
-            path.pop();
-        }
+        let selection = &self.metadata.selection;
+        let mut entries =
+            map_entries(&self.data, &mut Vec::new(), &mut |v, p| encrypt_leaf(v, p, selection, &self.key, &mut mac))?;
         let mut metadata = self.metadata.clone();
         metadata.last_modified = format_sops_time(now)?;
         metadata.mac = cipher::encrypt(mac.finish().as_bytes(), ValueType::Str, &self.key, &metadata.last_modified)?;
@@ -217,88 +209,79 @@ impl DecryptedDocument {
     }
 }
 
-fn decrypt_node<'a>(
-    node: &'a Node,
-    path: &mut Vec<&'a str>,
-    selection: &Selection,
-    key: &DataKey,
-    mac: &mut MacHasher,
-) -> Result<Node, SopsError> {
+/// Rebuilds `node` with every leaf replaced by `leaf(value, key path)`, in
+/// file order (the order the MAC hashes). Nulls are kept and not visited:
+/// sops does not walk them (nothing to decrypt, nothing in the MAC). List
+/// items share their list's key path.
+fn map_leaves<'a>(node: &'a Node, path: &mut Vec<&'a str>, leaf: &mut LeafFn<'_>) -> Result<Node, SopsError> {
     match node {
-        Node::Map(entries) => {
-            let mut out = Vec::with_capacity(entries.len());
-            for (k, v) in entries {
-                path.push(k.as_str());
-                let plain = decrypt_node(v, path, selection, key, mac);
-                path.pop();
-                out.push((k.clone(), plain?));
-            }
-            Ok(Node::Map(out))
-        }
-        Node::List(items) => {
-            items.iter().map(|v| decrypt_node(v, path, selection, key, mac)).collect::<Result<_, _>>().map(Node::List)
-        }
-        // sops does not walk nulls: nothing to decrypt, nothing in the MAC.
+        Node::Map(entries) => map_entries(entries, path, leaf).map(Node::Map),
+        Node::List(items) => items.iter().map(|v| map_leaves(v, path, leaf)).collect::<Result<_, _>>().map(Node::List),
         Node::Null => Ok(Node::Null),
-        leaf => {
-            let encrypted = selection.encrypts(path);
-            let plain = if !encrypted {
-                leaf.clone()
-            } else {
-                match leaf {
-                    Node::Str(s) if s.is_empty() => Node::str(""),
-                    Node::Str(s) => {
-                        let (bytes, kind) = cipher::decrypt(s, key, &additional_data(path))
-                            .map_err(|e| e.at_path(path, cipher::looks_encrypted(s)))?;
-                        typed_plaintext(bytes, kind).map_err(|e| e.at_path(path, true))?
-                    }
-                    other => {
-                        return Err(SopsError::Plaintext { path: path.join(":"), found: other.kind() });
-                    }
-                }
-            };
-            if encrypted || !mac.only_encrypted {
-                mac.leaf(&plain)?;
-            }
-            Ok(plain)
-        }
+        value => leaf(value, path),
     }
 }
 
-fn encrypt_node<'a>(
-    node: &'a Node,
+type LeafFn<'f> = dyn FnMut(&Node, &[&str]) -> Result<Node, SopsError> + 'f;
+
+fn map_entries<'a>(
+    entries: &'a [(String, Node)],
     path: &mut Vec<&'a str>,
+    leaf: &mut LeafFn<'_>,
+) -> Result<Vec<(String, Node)>, SopsError> {
+    let mut out = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        path.push(k.as_str());
+        let mapped = map_leaves(v, path, leaf);
+        path.pop();
+        out.push((k.clone(), mapped?));
+    }
+    Ok(out)
+}
+
+fn decrypt_leaf(
+    leaf: &Node,
+    path: &[&str],
     selection: &Selection,
     key: &DataKey,
     mac: &mut MacHasher,
 ) -> Result<Node, SopsError> {
-    match node {
-        Node::Map(entries) => {
-            let mut out = Vec::with_capacity(entries.len());
-            for (k, v) in entries {
-                path.push(k.as_str());
-                let enc = encrypt_node(v, path, selection, key, mac);
-                path.pop();
-                out.push((k.clone(), enc?));
+    let encrypted = selection.encrypts(path);
+    let plain = if !encrypted {
+        leaf.clone()
+    } else {
+        match leaf {
+            Node::Str(s) if s.is_empty() => Node::str(""),
+            Node::Str(s) => {
+                let (bytes, kind) = cipher::decrypt(s, key, &additional_data(path))
+                    .map_err(|e| e.at_path(path, cipher::looks_encrypted(s)))?;
+                typed_plaintext(bytes, kind).map_err(|e| e.at_path(path, true))?
             }
-            Ok(Node::Map(out))
+            other => return Err(SopsError::Plaintext { path: path.join(":"), found: other.kind() }),
         }
-        Node::List(items) => {
-            items.iter().map(|v| encrypt_node(v, path, selection, key, mac)).collect::<Result<_, _>>().map(Node::List)
-        }
-        Node::Null => Ok(Node::Null),
-        leaf => {
-            let encrypted = selection.encrypts(path);
-            if encrypted || !mac.only_encrypted {
-                mac.leaf(leaf)?;
-            }
-            if !encrypted || matches!(leaf, Node::Str(s) if s.is_empty()) {
-                return Ok(leaf.clone());
-            }
-            let (bytes, kind) = leaf_bytes(leaf)?;
-            Ok(Node::str(cipher::encrypt(&bytes, kind, key, &additional_data(path))?))
-        }
+    };
+    if encrypted || !mac.only_encrypted {
+        mac.leaf(&plain)?;
     }
+    Ok(plain)
+}
+
+fn encrypt_leaf(
+    leaf: &Node,
+    path: &[&str],
+    selection: &Selection,
+    key: &DataKey,
+    mac: &mut MacHasher,
+) -> Result<Node, SopsError> {
+    let encrypted = selection.encrypts(path);
+    if encrypted || !mac.only_encrypted {
+        mac.leaf(leaf)?;
+    }
+    if !encrypted || matches!(leaf, Node::Str(s) if s.is_empty()) {
+        return Ok(leaf.clone());
+    }
+    let (bytes, kind) = leaf_bytes(leaf)?;
+    Ok(Node::str(cipher::encrypt(&bytes, kind, key, &additional_data(path))?))
 }
 
 /// `a:b:c:` — sops's additional data for the value at that key path.
@@ -318,7 +301,9 @@ fn typed_plaintext(bytes: Zeroizing<Vec<u8>>, kind: ValueType) -> Result<Node, S
         ValueType::Float => {
             Node::Float(text.parse().map_err(|_| SopsError::BadPlaintext("a float value is not a number"))?)
         }
-        ValueType::Bool => Node::Bool(parse_go_bool(text).ok_or(SopsError::BadPlaintext("a bool value is not a boolean"))?),
+        ValueType::Bool => {
+            Node::Bool(parse_go_bool(text).ok_or(SopsError::BadPlaintext("a bool value is not a boolean"))?)
+        }
         ValueType::Comment => return Err(SopsError::BadPlaintext("a comment where a value belongs")),
     })
 }

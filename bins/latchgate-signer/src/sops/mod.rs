@@ -105,7 +105,9 @@ impl SopsError {
     fn at_path(self, path: &[&str], looked_encrypted: bool) -> SopsError {
         let path = path.join(":");
         match self {
-            SopsError::MalformedValue if !looked_encrypted => SopsError::Plaintext { path, found: "a plaintext string" },
+            SopsError::MalformedValue if !looked_encrypted => {
+                SopsError::Plaintext { path, found: "a plaintext string" }
+            }
             SopsError::Tampered | SopsError::MalformedValue | SopsError::BadPlaintext(_) => {
                 SopsError::TamperedValue { path }
             }

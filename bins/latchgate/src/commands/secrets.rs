@@ -129,9 +129,8 @@ fn open(paths: &Paths) -> Result<(DecryptedDocument, AgeIdentities), Failure> {
     let identities = AgeIdentities::load(&paths.key_file).map_err(sops_failure)?;
     let (text, _) = read_secrets_file(&paths.secrets_file).map_err(sops_failure)?;
     let format = Format::from_path(&paths.secrets_file).map_err(sops_failure)?;
-    let document = EncryptedDocument::parse(&text, format)
-        .and_then(|d| d.decrypt(&identities))
-        .map_err(sops_failure)?;
+    let document =
+        EncryptedDocument::parse(&text, format).and_then(|d| d.decrypt(&identities)).map_err(sops_failure)?;
     Ok((document, identities))
 }
 
@@ -247,7 +246,9 @@ fn write_sops_config(secrets_file: &Path, recipient: &str) -> Result<Option<Path
 }
 
 fn regex_escape(text: &str) -> String {
-    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c.to_string() } else { format!("\\{c}") }).collect()
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c.to_string() } else { format!("\\{c}") })
+        .collect()
 }
 
 /// `[secrets]` appended to the config with its comments kept (toml_edit).
@@ -275,9 +276,10 @@ fn now_text() -> String {
 /// The value: stdin when it is not a terminal, else a prompt without echo.
 fn read_value(name: &str) -> Result<Zeroizing<String>, Failure> {
     let value = if std::io::stdin().is_terminal() {
-        Zeroizing::new(rpassword::prompt_password(format!("value for {name} (not echoed): ")).map_err(|e| {
-            Failure::new("secret_value_unreadable", e, "pipe the value on stdin instead")
-        })?)
+        Zeroizing::new(
+            rpassword::prompt_password(format!("value for {name} (not echoed): "))
+                .map_err(|e| Failure::new("secret_value_unreadable", e, "pipe the value on stdin instead"))?,
+        )
     } else {
         let mut bytes = Zeroizing::new(Vec::new());
         std::io::stdin()
@@ -417,7 +419,11 @@ fn list(config: &Path, json: bool) -> Result<Exit, Failure> {
 fn load_registry(cfg: &LoadedConfig) -> Result<Registry, Failure> {
     Registry::load(&cfg.manifests_dir()).map_err(|errors| {
         let first = errors.first().map(ToString::to_string).unwrap_or_default();
-        Failure::new("manifest_invalid", format!("{} manifest error(s); first: {first}", errors.len()), "fix the manifests")
+        Failure::new(
+            "manifest_invalid",
+            format!("{} manifest error(s); first: {first}", errors.len()),
+            "fix the manifests",
+        )
     })
 }
 
@@ -465,7 +471,11 @@ fn rotate_key(config: &Path, json: bool) -> Result<Exit, Failure> {
             "sops_config_updated": sops_config,
         }));
     } else {
-        println!("new age key in {} ({recipient}); {} re-encrypted", paths.key_file.display(), paths.secrets_file.display());
+        println!(
+            "new age key in {} ({recipient}); {} re-encrypted",
+            paths.key_file.display(),
+            paths.secrets_file.display()
+        );
         match sops_config {
             Some(p) => println!("updated the recipient in {}", p.display()),
             None => println!("no .sops.yaml beside the file named the old recipient: update your sops rules"),
