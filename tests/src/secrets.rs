@@ -216,10 +216,8 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         let path = entry.path();
         match entry.file_type() {
             Ok(t) if t.is_dir() => found.extend(files_containing(&path, needle)),
-            Ok(t) if t.is_file() => {
-                if std::fs::read(&path).is_ok_and(|bytes| memchr::memmem::find(&bytes, needle).is_some()) {
-                    found.push(path);
-                }
+            Ok(t) if t.is_file() && std::fs::read(&path).is_ok_and(|b| memchr::memmem::find(&b, needle).is_some()) => {
+                found.push(path);
             }
             _ => {}
         }

@@ -264,7 +264,11 @@ fn add_secrets_section(config: &Path, paths: &Paths) -> Result<(), Failure> {
     table["sops_key_file"] = toml_edit::value(paths.key_file.display().to_string());
     doc["secrets"] = toml_edit::Item::Table(table);
     let tmp = config.with_extension("toml.tmp");
-    std::fs::write(&tmp, doc.to_string()).and_then(|()| std::fs::rename(&tmp, config)).map_err(|e| fail(&e))
+    let mode = std::fs::metadata(config).map_err(|e| fail(&e))?.permissions();
+    std::fs::write(&tmp, doc.to_string())
+        .and_then(|()| std::fs::set_permissions(&tmp, mode))
+        .and_then(|()| std::fs::rename(&tmp, config))
+        .map_err(|e| fail(&e))
 }
 
 fn now_text() -> String {
