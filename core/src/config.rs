@@ -101,6 +101,18 @@ pub struct Config {
     /// `[[webhooks]]`: receivers of audit events (delivered by the broker from a durable outbox).
     pub webhooks: Vec<Webhook>,
     pub webhook_delivery: WebhookDelivery,
+    pub secrets: Secrets,
+}
+
+/// The SOPS secrets the signer releases per grant. Both paths or neither:
+/// without them no secret exists and actions that require one are denied.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Secrets {
+    /// SOPS 3.x file (`.yaml`, `.yml` or `.json`) encrypted to an age recipient.
+    pub sops_secrets_file: Option<PathBuf>,
+    /// age identity file (`AGE-SECRET-KEY-1…`); refused when group or other can access it.
+    pub sops_key_file: Option<PathBuf>,
 }
 
 /// How long a held call waits for an operator, and how often expiry is checked.
@@ -328,6 +340,14 @@ pub struct Egress {
     /// TEST ONLY: private `ip:port` destinations the executor may reach anyway.
     /// Logged loudly at start; refused by the production-safety check.
     pub allow_private_destinations: Vec<std::net::SocketAddr>,
+    /// TEST ONLY, and only together with `allow_private_destinations`: a PEM
+    /// file of extra root CAs the executor trusts besides the webpki roots
+    /// (so tests can speak HTTPS to a local server).
+    pub test_root_ca_file: Option<PathBuf>,
+    /// TEST ONLY, and only together with `allow_private_destinations`: secrets
+    /// may be sent over plain http to those destinations. Otherwise secrets
+    /// travel over HTTPS only.
+    pub test_secrets_over_http: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -378,6 +398,7 @@ impl Default for Config {
             shutdown: Shutdown::default(),
             webhooks: Vec::new(),
             webhook_delivery: WebhookDelivery::default(),
+            secrets: Secrets::default(),
         }
     }
 }
@@ -580,6 +601,22 @@ impl LoadedConfig {
             if url.scheme() != "http" || url.host_str().is_none() || url.port_or_known_default().is_none() {
                 return Err(self.invalid("egress.proxy_url", "must be http://host:port"));
             }
+        }
+        if c.egress.test_root_ca_file.is_some() && c.egress.allow_private_destinations.is_empty() {
+            return Err(self.invalid(
+                "egress.test_root_ca_file",
+                "is test-only and needs egress.allow_private_destinations (also test-only)",
+            ));
+        }
+        if c.egress.test_secrets_over_http && c.egress.allow_private_destinations.is_empty() {
+            return Err(self.invalid(
+                "egress.test_secrets_over_http",
+                "is test-only and needs egress.allow_private_destinations (also test-only)",
+            ));
+        }
+        let secrets = &c.secrets;
+        if secrets.sops_secrets_file.is_some() != secrets.sops_key_file.is_some() {
+            return Err(self.invalid("secrets", "set both sops_secrets_file and sops_key_file, or neither"));
         }
         if c.executor.max_concurrent_calls == 0 {
             return Err(self.invalid("executor.max_concurrent_calls", "must be > 0"));
@@ -790,6 +827,14 @@ impl LoadedConfig {
     pub fn fs_root(&self) -> Option<PathBuf> {
         self.config.fs_root.as_deref().map(|p| self.resolve(p))
     }
+    /// `(sops_secrets_file, sops_key_file)`, when secrets are configured.
+    pub fn secrets_files(&self) -> Option<(PathBuf, PathBuf)> {
+        let s = &self.config.secrets;
+        Some((self.resolve(s.sops_secrets_file.as_deref()?), self.resolve(s.sops_key_file.as_deref()?)))
+    }
+    pub fn test_root_ca_file(&self) -> Option<PathBuf> {
+        self.config.egress.test_root_ca_file.as_deref().map(|p| self.resolve(p))
+    }
 
     /// TCP ports the executor connects to besides 80/443: the proxy's, the
     /// configured extra ports and the test-only private destinations'.
@@ -976,6 +1021,21 @@ mod tests {
         assert_eq!(expand_env("$${PATH}").unwrap(), "${PATH}");
         assert!(expand_env("${LG_TEST_NOT_SET_EVER}").unwrap_err().contains("LG_TEST_NOT_SET_EVER"));
         assert!(expand_env("${oops").is_err());
+    }
+
+    #[test]
+    fn secrets_need_both_files_and_resolve_against_the_config_dir() {
+        let e = LoadedConfig::from_str(Path::new("x.toml"), "[secrets]\nsops_secrets_file = \"s.yaml\"\n").unwrap_err();
+        assert!(e.to_string().contains("sops_key_file"), "{e}");
+        let text = "[secrets]\nsops_secrets_file = \"sec/s.yaml\"\nsops_key_file = \"/k/age.txt\"\n";
+        let c = LoadedConfig::from_str(Path::new("/etc/lg/latchgate.toml"), text).unwrap();
+        assert_eq!(c.secrets_files(), Some(("/etc/lg/sec/s.yaml".into(), "/k/age.txt".into())));
+    }
+
+    #[test]
+    fn test_root_ca_needs_the_test_destination_list() {
+        let e = LoadedConfig::from_str(Path::new("x.toml"), "[egress]\ntest_root_ca_file = \"ca.pem\"\n").unwrap_err();
+        assert!(e.to_string().contains("allow_private_destinations"), "{e}");
     }
 
     #[test]

@@ -126,7 +126,28 @@ pub fn violations(cfg: &LoadedConfig, file_text: &str, build: &BuildInfo) -> Vec
             "remove egress.allow_private_destinations",
         ));
     }
+    if !c.webhook_delivery.allow_insecure_destinations.is_empty() {
+        let list: Vec<String> =
+            c.webhook_delivery.allow_insecure_destinations.iter().map(ToString::to_string).collect();
+        found.push(violation(
+            "insecure_webhook_destinations_allowed",
+            "webhook_delivery.allow_insecure_destinations",
+            format!("the test-only plain-http webhook destinations are set ({})", list.join(", ")),
+            "remove webhook_delivery.allow_insecure_destinations; receivers must be https",
+        ));
+    }
     found.extend(key_file_violations(&cfg.key_dir()));
+    if let Some((_, age_key)) = cfg.secrets_files() {
+        let mode = std::fs::metadata(&age_key).map(|m| m.mode() & 0o7777).unwrap_or(0);
+        if mode & 0o077 != 0 {
+            found.push(violation(
+                "key_file_permissions",
+                "secrets.sops_key_file",
+                format!("age key {} has mode {mode:04o}: group or others can read it", age_key.display()),
+                &format!("chmod 600 {}", age_key.display()),
+            ));
+        }
+    }
     if !build.development_features.is_empty() && !build.development_accepted {
         found.push(violation(
             "development_build",
@@ -268,6 +289,10 @@ dpop_jkt = "jkt-a"
             ("listen_tcp_addr = \"127.0.0.1:8080\"\n", "tcp_listener_without_unsafe_expose_http"),
             ("response_schema_enforcement = \"warn\"\n", "response_schema_enforcement_warn"),
             ("[egress]\nallow_private_destinations = [\"127.0.0.1:9\"]\n", "private_destinations_allowed"),
+            (
+                "[webhook_delivery]\nallow_insecure_destinations = [\"127.0.0.1:9\"]\n",
+                "insecure_webhook_destinations_allowed",
+            ),
         ];
         for (extra, id) in cases {
             // Top-level keys must precede the tables of CLEAN.

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod opa_server;
 pub mod operator;
 pub mod redis_server;
+pub mod secrets;
 pub mod serve;
 pub mod systemd;
 pub mod webhook_receiver;
@@ -276,7 +277,7 @@ impl HttpTarget {
     }
 
     pub fn start_with_delay(slow: Duration) -> HttpTarget {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind target");
         let addr = listener.local_addr().expect("target addr");
         let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -286,14 +287,7 @@ impl HttpTarget {
                 let Ok(mut stream) = stream else { continue };
                 let counter = counter.clone();
                 std::thread::spawn(move || {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
-                        match stream.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
-                    }
+                    let Some(head) = read_request_head(&mut stream) else { return };
                     counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let text = String::from_utf8_lossy(&head);
                     let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
@@ -324,6 +318,20 @@ impl HttpTarget {
             addr = self.addr
         )
     }
+}
+
+/// The request line and headers of one HTTP/1.1 request (up to the blank
+/// line, at most 64 KiB); `None` when the peer closes first.
+pub fn read_request_head(stream: &mut impl std::io::Read) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(head)
 }
 
 /// `[identity.peercred]` mapping the test's own uid to `principal` with `scopes`.

@@ -7,6 +7,7 @@
 use latchgate_client::{DpopKey, GateClient, LeaseBudgets};
 use latchgate_tests::opa_server::OpaServer;
 use latchgate_tests::redis_server::RedisServer;
+use latchgate_tests::secrets::secrets_cli;
 use latchgate_tests::serve::{ACCEPT_DEVELOPMENT_BUILD, run_cli, start_serve};
 use latchgate_tests::{GateDir, bin_dir, principal_config, repo_root, wait_for_status};
 use serde_json::Value;
@@ -167,6 +168,16 @@ async fn clean_production_config_serves_and_doctor_names_each_broken_part() {
     let opa = OpaServer::start(&repo_root().join("policies"));
     let dir = GateDir::new();
     write_production_config(&dir, &redis.url(), &opa.url(), "", "");
+    // Every secret a shipped action requires, so doctor's secrets group passes.
+    let (code, init) = secrets_cli(&dir.config_path(), &["init"], None);
+    assert_eq!(code, 0, "{init}");
+    for name in ["GITHUB_TOKEN", "GMAIL_OAUTH_TOKEN", "SLACK_BOT_TOKEN"] {
+        let (code, set) = secrets_cli(&dir.config_path(), &["set", name], Some("test-value-not-used"));
+        assert_eq!(code, 0, "{set}");
+    }
+    // An operator with a DPoP key binding, so doctor's operators.credentials passes.
+    let (code, _, stderr) = run_cli(&dir.config_path(), &["config", "add-operator", "--name", "ops"], &[]);
+    assert_eq!(code, 0, "{stderr}");
     let mut gate = start_serve(&dir, &[ACCEPT_DEVELOPMENT_BUILD]);
     let ready = match wait_for_status(&dir.client_socket(), "/readyz", 200, Duration::from_secs(60)).await {
         Ok(body) => body,
@@ -211,12 +222,24 @@ async fn clean_production_config_serves_and_doctor_names_each_broken_part() {
         "confinement.signer",
         "ledger.schema",
         "ledger.chain",
+        "secrets.configured",
+        "secrets.key_file",
+        "secrets.file_decrypts",
+        "secrets.required_present",
+        "webhooks.dead_letters",
+        "ledger.unresolved",
+        "config.mode",
+        "users.system",
+        "admin.socket",
+        "operators.credentials",
     ] {
         assert_eq!(status_of(&checks, id).0, "ok", "{id}: {report}");
     }
     assert_eq!(status_of(&checks, "egress.proxy").0, "warn", "proxy_allowlist actions without a proxy");
-    assert_eq!(status_of(&checks, "secrets.sops").0, "skip");
     assert_eq!(status_of(&checks, "webhooks.endpoints").0, "skip");
+    for id in ["ipc.peer_uids", "paths.hidden", "systemd.units", "shutdown.grace"] {
+        assert_eq!(status_of(&checks, id).0, "skip", "no units installed: {id}: {report}");
+    }
 
     // --- a webhook whose secret names an unset variable -------------------------
     let good_config = std::fs::read_to_string(dir.config_path()).unwrap();

@@ -95,6 +95,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::keys::KeysCommand,
     },
+    /// SOPS secrets the signer releases per grant (values never on argv, never in logs).
+    Secrets {
+        #[command(subcommand)]
+        command: commands::secrets::SecretsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -130,6 +135,7 @@ fn main() -> ExitCode {
         Command::Ledger { command } => commands::ledger::run(&cli.config, command),
         Command::Install(args) => commands::install::run(&cli.config, args),
         Command::Webhooks { command } => commands::webhooks::run(&cli.config, command),
+        Command::Secrets { command } => commands::secrets::run(&cli.config, command),
     }
 }
 

@@ -69,6 +69,20 @@ pub fn checks(ctx: &Context) -> Vec<Check> {
             "run latchgate doctor as root (or latchgate verify --jwks FILE)",
         ));
     }
+    out.push(match reader.unresolved_intents() {
+        Ok(intents) if intents.is_empty() => Check::ok("ledger.unresolved", "no execution intent is unresolved"),
+        Ok(intents) => Check::warn(
+            "ledger.unresolved",
+            format!(
+                "{} dispatched call(s) have no recorded outcome (oldest: {} {})",
+                intents.len(),
+                intents[0].action_id,
+                intents[0].intent_id
+            ),
+            "latchgate intents lists them: check each action's side effect at its destination",
+        ),
+        Err(e) => Check::error("ledger.unresolved", format!("intents unreadable: {e}"), "run latchgate doctor as root"),
+    });
     out.push(match reader.verify(keys.as_ref()) {
         Ok(report) => Check::ok(
             "ledger.chain",

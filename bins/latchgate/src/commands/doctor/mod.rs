@@ -9,6 +9,7 @@
 mod config;
 mod confinement;
 mod egress;
+mod host;
 mod kernel;
 mod keys;
 mod ledger;
@@ -31,6 +32,9 @@ pub struct DoctorArgs {
     /// Print every check as JSON.
     #[arg(long)]
     json: bool,
+    /// Where `latchgate install --systemd --prefix` put the units (default: the host's /).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    systemd_prefix: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -103,13 +107,15 @@ pub struct Context {
     /// `None` when the config does not load (the `config` group says why).
     pub cfg: Option<LoadedConfig>,
     pub text: Option<String>,
+    /// Root of the installed systemd units (`/` on a real host).
+    pub systemd_prefix: PathBuf,
 }
 
 impl Context {
     pub fn load(config_path: &Path) -> Context {
         let text = std::fs::read_to_string(config_path).ok();
         let cfg = LoadedConfig::load(config_path).ok();
-        Context { config_path: config_path.to_path_buf(), cfg, text }
+        Context { config_path: config_path.to_path_buf(), cfg, text, systemd_prefix: PathBuf::from("/") }
     }
 
     pub fn production(&self) -> bool {
@@ -130,6 +136,7 @@ const GROUPS: &[&str] = &[
     "kernel",
     "confinement",
     "ledger",
+    "host",
 ];
 
 async fn group(name: &str, ctx: &Context) -> Vec<Check> {
@@ -149,12 +156,13 @@ async fn group(name: &str, ctx: &Context) -> Vec<Check> {
         "kernel" => kernel::checks(ctx),
         "confinement" => confinement::checks(ctx).await,
         "ledger" => ledger::checks(ctx),
+        "host" => host::checks(ctx),
         other => vec![Check::error(format!("{other}.all"), "unknown check group", "report this as a bug")],
     }
 }
 
-pub async fn run_checks(config_path: &Path) -> Vec<Check> {
-    let ctx = Context::load(config_path);
+pub async fn run_checks(config_path: &Path, systemd_prefix: &Path) -> Vec<Check> {
+    let ctx = Context { systemd_prefix: systemd_prefix.to_path_buf(), ..Context::load(config_path) };
     let mut checks = Vec::new();
     for name in GROUPS {
         checks.extend(group(name, &ctx).await);
@@ -186,7 +194,7 @@ pub fn run(config_path: &Path, args: DoctorArgs) -> ExitCode {
                 .report(args.json);
         }
     };
-    let checks = runtime.block_on(run_checks(config_path));
+    let checks = runtime.block_on(run_checks(config_path, &args.systemd_prefix));
     let mut summary = Summary::default();
     for check in &checks {
         match check.status {
