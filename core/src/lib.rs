@@ -16,6 +16,7 @@ pub mod logging;
 pub mod manifest;
 pub mod paths;
 pub mod process;
+pub mod production;
 pub mod receipt;
 pub mod refresh_cache;
 pub mod role;

@@ -11,9 +11,9 @@ use latchgate_ipc::frame::{FRAGMENT_PAYLOAD, FramedSocket};
 use latchgate_ipc::messages::broker_executor::{ExecutorReply, ExecutorRequest};
 use latchgate_ipc::messages::broker_signer::{SignerReply, SignerRequest};
 use latchgate_ipc::messages::control::ControlMessage;
-use latchgate_ipc::messages::executor_signer::{SecretsReply, SecretsRequest};
+use latchgate_ipc::messages::executor_signer::{ReleasedSecret, SecretValue, SecretsReply, SecretsRequest};
 use latchgate_ipc::messages::front_broker::{FrontReply, FrontRequest, PeerCred};
-use latchgate_ipc::messages::status::{HealthReport, ProcessHealth, ProcessStatus};
+use latchgate_ipc::messages::status::{DependencyHealth, HealthReport, ProcessHealth, ProcessStatus, STATE_STORE};
 use latchgate_ipc::{IpcError, RpcClient, serve};
 use proptest::prelude::*;
 use serde::{Serialize, de::DeserializeOwned};
@@ -42,6 +42,27 @@ fn status(role: Role) -> ProcessStatus {
     ProcessStatus { role, pid: 42, uid: 1000, ready: true, confinement: Some(confinement) }
 }
 
+fn signed_grant() -> latchgate_core::grant::SignedGrant {
+    let grant = latchgate_core::grant::Grant {
+        grant_id: "g".into(),
+        trace_id: "t".into(),
+        action_id: "a".into(),
+        action_version: "1".into(),
+        provider_module_digest: "sha256:00".into(),
+        request_hash: "sha256:11".into(),
+        principal: "p".into(),
+        session_id: "s".into(),
+        epoch: 2,
+        issued_at: 10,
+        expires_at: 70,
+        allowed_sinks: vec!["api.github.com".into()],
+        approved_secrets: vec!["GITHUB_TOKEN".into()],
+        approved_by: None,
+        approved_by_jkt: None,
+    };
+    latchgate_core::grant::SignedGrant { grant, kid: "k".into(), signature: vec![7; 64] }
+}
+
 #[test]
 fn every_message_type_round_trips() {
     let peer = PeerCred { uid: 1000, gid: 1000, pid: 4242 };
@@ -51,6 +72,14 @@ fn every_message_type_round_trips() {
             ProcessHealth { role: Role::Signer, up: true, status: Some(status(Role::Signer)), error: None },
             ProcessHealth { role: Role::Executor, up: false, status: None, error: Some("ipc_closed".into()) },
         ],
+        dependencies: vec![DependencyHealth {
+            name: STATE_STORE.into(),
+            backend: "redis".into(),
+            endpoint: Some("unix /run/redis.sock".into()),
+            up: false,
+            error: Some("replay_cache_unavailable".into()),
+            detail: None,
+        }],
     }));
     round_trip(FrontReply::Error(ApiError::new(ErrorCode::PolicyDenied).with_deny_reason("acl").with_retry_after(3)));
     round_trip(SignerRequest::Ping);
@@ -62,6 +91,13 @@ fn every_message_type_round_trips() {
     round_trip(SecretsRequest::Ping);
     round_trip(SecretsReply::Pong(status(Role::Signer)));
     round_trip(SecretsReply::Refused { code: "x".into(), message: "y".into() });
+    round_trip(SignerRequest::SecretsPresent { names: vec!["GITHUB_TOKEN".into()] });
+    round_trip(SignerReply::SecretsPresent { present: vec![] });
+    round_trip(SecretsRequest::Secrets { grant: Box::new(signed_grant()) });
+    let released =
+        ReleasedSecret { name: "GITHUB_TOKEN".into(), value: SecretValue::new("ghp_value".to_string().into()) };
+    assert!(!format!("{released:?}").contains("ghp_value"), "Debug never shows a secret value");
+    round_trip(SecretsReply::Secrets(vec![released]));
     round_trip(ControlMessage::Ready(status(Role::Front)));
     round_trip(ControlMessage::ReplacePeer { channel: ChannelKind::BrokerExecutor });
     round_trip(ControlMessage::Shutdown);

@@ -4,7 +4,11 @@
 
 pub mod cli;
 pub mod metrics;
+pub mod opa_server;
 pub mod operator;
+pub mod redis_server;
+pub mod secrets;
+pub mod serve;
 pub mod systemd;
 pub mod webhook_receiver;
 
@@ -119,9 +123,14 @@ impl Gate {
 
     /// Start with extra environment variables (inherited by every child).
     pub fn start_with_env(dir: &GateDir, env: &[(&str, &str)]) -> Gate {
+        Self::start_subcommand(dir, "up", env)
+    }
+
+    /// `latchgate <subcommand> --config <the dir's config>` (`up` or `serve`), logging to `gate.log`.
+    pub fn start_subcommand(dir: &GateDir, subcommand: &str, env: &[(&str, &str)]) -> Gate {
         let log = std::fs::File::create(dir.log_path("gate")).expect("log file");
         let supervisor = Command::new(bin_dir().join("latchgate"))
-            .args(["up", "--config"])
+            .args([subcommand, "--config"])
             .arg(dir.config_path())
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -130,7 +139,7 @@ impl Gate {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .expect("start latchgate up");
+            .unwrap_or_else(|e| panic!("start latchgate {subcommand}: {e}"));
         reap_when_gone(supervisor.id());
         Gate { supervisor }
     }
@@ -165,7 +174,7 @@ impl Drop for Gate {
 /// A test process killed outright (timeout, SIGKILL) runs no `Drop`: a
 /// watchdog child of the test stops the gate's process group when the test
 /// process disappears, so no gate outlives its test.
-fn reap_when_gone(supervisor: u32) {
+pub fn reap_when_gone(supervisor: u32) {
     let test_pid = std::process::id();
     let script = format!(
         "while kill -0 {test_pid} 2>/dev/null; do sleep 1; done; kill -TERM -- -{supervisor} 2>/dev/null; sleep 5; kill -KILL -- -{supervisor} 2>/dev/null"
@@ -269,7 +278,7 @@ impl HttpTarget {
     }
 
     pub fn start_with_delay(slow: Duration) -> HttpTarget {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind target");
         let addr = listener.local_addr().expect("target addr");
         let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -279,14 +288,7 @@ impl HttpTarget {
                 let Ok(mut stream) = stream else { continue };
                 let counter = counter.clone();
                 std::thread::spawn(move || {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
-                        match stream.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
-                    }
+                    let Some(head) = read_request_head(&mut stream) else { return };
                     counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let text = String::from_utf8_lossy(&head);
                     let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
@@ -317,6 +319,20 @@ impl HttpTarget {
             addr = self.addr
         )
     }
+}
+
+/// The request line and headers of one HTTP/1.1 request (up to the blank
+/// line, at most 64 KiB); `None` when the peer closes first.
+pub fn read_request_head(stream: &mut impl std::io::Read) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(head)
 }
 
 /// `[identity.peercred]` mapping the test's own uid to `principal` with `scopes`.

@@ -297,7 +297,8 @@ async fn evidence_routes_answer_operators(fx: &Fixture) {
         assert!(doc["processes"][role]["degraded_layers"].is_array(), "{doc}");
     }
     assert!(doc["pending_approvals"].as_u64().unwrap() >= 1, "the other-session approval is pending: {doc}");
-    assert_eq!(doc["dependencies"]["state_store"]["ok"], true);
+    assert_eq!(doc["dependencies"]["state_store"]["up"], true, "{doc}");
+    assert_eq!(doc["dependencies"]["policy_engine"]["backend"], "embedded_rego", "{doc}");
     assert!(doc["revocation_epoch"].is_u64() && doc["in_flight_executions"].is_u64() && doc["uptime_seconds"].is_u64());
 }
 

@@ -1,17 +1,18 @@
-//! `GET /metrics` end to end, one gate for the file: scraped through the
-//! `latchgate metrics` CLI (operator-authenticated over the admin socket),
-//! the gate is driven down every path a family counts — executed, failed
-//! (executor killed mid-call, evidence not persisted, draining), denied
-//! (egress, unknown action, budget), held for approval, a stopped executor
-//! seen by /readyz, a broken policy reload, an unwritable ledger, webhook
-//! deliveries retried and dead, a revocation — and every registered family
-//! is shown to have moved. Also: the route exists on the admin plane only
-//! and needs an operator.
+//! `GET /metrics` end to end, one gate for the file (Redis as its state
+//! store): scraped through the `latchgate metrics` CLI (operator-authenticated
+//! over the admin socket), the gate is driven down every path a family counts
+//! — executed, failed (executor killed mid-call, state store down, evidence
+//! not persisted, draining), denied (egress, unknown action, budget), held
+//! for approval, a stopped executor and a stopped Redis seen by /readyz, a
+//! broken policy reload, an unwritable ledger, webhook deliveries retried and
+//! dead, a revocation — and every registered family is shown to have moved.
+//! Also: the route exists on the admin plane only and needs an operator.
 
 use latchgate_client::{DpopKey, GateClient, LeaseBudgets};
 use latchgate_tests::cli::{describe, json_of, latchgate};
 use latchgate_tests::metrics::{Exposition, moved};
 use latchgate_tests::operator::{BASE, EditableHome};
+use latchgate_tests::redis_server::RedisServer;
 use latchgate_tests::webhook_receiver::WebhookReceiver;
 use latchgate_tests::{Gate, GateDir, HttpTarget, get, principal_config, signal, wait_for_status};
 use nix::sys::signal::Signal;
@@ -49,6 +50,8 @@ struct Fixture {
     home: EditableHome,
     target: HttpTarget,
     _receiver: WebhookReceiver,
+    /// The state store (as in production): stopped and restarted by the test.
+    redis: std::sync::Mutex<RedisServer>,
     gate: Gate,
 }
 
@@ -56,6 +59,7 @@ async fn start() -> Fixture {
     let (target, receiver, dir) =
         (HttpTarget::start_with_delay(Duration::from_secs(4)), WebhookReceiver::start(), GateDir::new());
     let home = EditableHome::create(&dir);
+    let redis = RedisServer::start();
     // One receiver keeps failing (its deliveries stay pending, retried much
     // later), the other refuses for good (dead letters).
     receiver.script("/retry", &[], 503);
@@ -68,17 +72,18 @@ async fn start() -> Fixture {
         receiver.url("/gone"),
     );
     let extra = format!(
-        "{}\n{}\n{}\n{webhooks}\n[operator_limits]\nwrites_per_second = 1000\nreads_per_second = 1000\n",
+        "{}\n{}\n{}\n{}\n{webhooks}\n[operator_limits]\nwrites_per_second = 1000\nreads_per_second = 1000\n",
         target.egress_config(),
         principal_config("agent-dev", &["http.fetch", "fs.write"]),
         receiver.delivery_config(),
+        redis.config("metrics:"),
     );
     dir.write_config(&home.top_config(), &extra);
     let created = latchgate(&dir.config_path(), &["config", "add-operator", "--name", "ops", "--json"]);
     assert!(created.status.success(), "{}", describe(&created));
     let gate = Gate::start(&dir);
     ready(&dir).await;
-    Fixture { dir, home, target, _receiver: receiver, gate }
+    Fixture { dir, home, target, _receiver: receiver, redis: std::sync::Mutex::new(redis), gate }
 }
 
 async fn ready(dir: &GateDir) {
@@ -240,6 +245,25 @@ async fn every_registered_metric_moves_when_the_gate_is_driven_down_each_path(fx
     scrapes.push(down);
     ready(&fx.dir).await;
 
+    // The state store down: /readyz names it and calls fail with its code
+    // (no scrape meanwhile: operator proofs are recorded in the state store).
+    let mut during_outage = fx.agent(&["http.fetch"], None).await;
+    fx.redis.lock().unwrap().stop();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (status, body) = get(&fx.dir.client_socket(), "/readyz").await.expect("/readyz answers");
+        if status == 503 && body["dependencies"]["state_store"]["up"] == false {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz never saw the state store down: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = during_outage.execute("http_fetch", &fx.url("/fast")).await.unwrap();
+    assert_eq!(status.as_u16(), 503, "{body}");
+    assert!(body["error"].as_str().is_some_and(|c| c.ends_with("_unavailable")), "{body}");
+    fx.redis.lock().unwrap().restart();
+    ready(&fx.dir).await;
+
     // A policy engine error: data.json broken, reloaded (refused), restored.
     let data = fx.home.policies.join("data.json");
     let good = std::fs::read_to_string(&data).unwrap();
@@ -302,7 +326,11 @@ async fn every_registered_metric_moves_when_the_gate_is_driven_down_each_path(fx
     assert_eq!(grew("http_fetch", "denied"), 2.0, "egress + budget");
     assert_eq!(grew("_unknown", "denied"), 1.0, "an unknown action id is one bounded label");
     assert_eq!(grew("fs.write", "pending_approval"), 1.0);
-    assert_eq!(grew("http_fetch", "failed"), 3.0, "executor lost + evidence not persisted + draining");
+    assert_eq!(
+        grew("http_fetch", "failed"),
+        4.0,
+        "executor lost + state store down + evidence not persisted + draining"
+    );
     let mut actions = last.label_values("latchgate_action_calls_total", "action");
     actions.retain(|a| a != "_unknown");
     let registered = fx.cli_json(&["actions"], 0);
@@ -315,19 +343,17 @@ async fn every_registered_metric_moves_when_the_gate_is_driven_down_each_path(fx
     let timed = |s: &Exposition| {
         s.value_with("latchgate_action_duration_seconds", "_count", &[("action", "http_fetch")]).unwrap_or(0.0)
     };
-    assert_eq!(timed(&last) - timed(&first), 5.0, "dispatched or failed calls are timed, refusals are not");
+    assert_eq!(timed(&last) - timed(&first), 6.0, "executed and failed calls are timed, refusals are not");
     let grew_by = |family: &str, labels: &[(&str, &str)]| value(&last, family, labels) - value(&first, family, labels);
     assert_eq!(grew_by("latchgate_budget_exhausted_total", &[]), 1.0);
     assert!(grew_by("readyz_degraded_total", &[("reason", "executor_down")]) >= 1.0, "{last:#?}");
+    assert!(grew_by("readyz_degraded_total", &[("reason", "state_store")]) >= 1.0, "{last:#?}");
     assert!(grew_by("latchgate_audit_write_error_total", &[]) >= 1.0);
     assert!(grew_by("latchgate_ledger_batches_failed_total", &[]) >= 1.0);
     assert!(grew_by("latchgate_unresolved_intents", &[]) >= 1.0, "the killed call's intent");
     assert_eq!(grew_by("latchgate_revocation_epoch", &[]), 1.0);
     let dependencies = last.label_values("latchgate_dependency_errors_total", "dependency");
-    assert!(
-        dependencies.contains(&"executor".to_string()) && dependencies.contains(&"policy_engine".to_string()),
-        "{dependencies:?}"
-    );
+    assert_eq!(dependencies, ["executor", "policy_engine", "state_store"], "{last:#?}");
     assert_eq!(value(&last, "latchgate_draining", &[]), 0.0);
     for role in ["front", "broker", "signer", "executor"] {
         assert_eq!(last.value("latchgate_process_up", &[("role", role)]), Some(1.0), "{role}");

@@ -373,3 +373,52 @@ async fn the_four_binaries_run_as_the_units_do_and_complete_an_execute() {
     let ledger = std::fs::metadata(dir.root.join("state/ledger.db")).unwrap();
     assert_eq!(ledger.uid(), uid_of("latchgate-broker"), "the broker owns the evidence it writes");
 }
+
+/// doctor's unit checks against an installed set: `systemd-analyze verify`
+/// and each exposure pass, the broker's stop timeout outlasts the in-flight
+/// grace; a hand-shortened `TimeoutStopSec=` is named.
+#[test]
+fn doctor_checks_the_installed_units_and_the_stop_timeout() {
+    if skip_without_systemd_analyze() {
+        return;
+    }
+    let dir = standalone_dir("");
+    let prefix = install(&dir);
+    let doctor = |prefix: &Path| {
+        let out = latchgate(&dir.config_path(), &["doctor", "--json", "--systemd-prefix", prefix.to_str().unwrap()]);
+        let report = json_of(&out);
+        let mut by_id: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for check in report["checks"].as_array().expect("checks") {
+            by_id
+                .entry(check["id"].as_str().unwrap().to_string())
+                .or_default()
+                .push((check["status"].as_str().unwrap().to_string(), check["message"].as_str().unwrap().to_string()));
+        }
+        by_id
+    };
+    let checks = doctor(&prefix);
+    let units = &checks["systemd.units"];
+    assert!(units.iter().all(|(status, _)| status == "ok"), "{units:?}");
+    assert_eq!(units.iter().filter(|(_, m)| m.contains("exposure")).count(), 4, "{units:?}");
+    assert_eq!(checks["shutdown.grace"][0].0, "ok", "{checks:?}");
+    assert_eq!(checks["ipc.peer_uids"][0].0, "ok", "{checks:?}");
+    // GateDir lives under /tmp, which PrivateTmp= hides from the units.
+    assert!(checks["paths.hidden"].iter().any(|(s, m)| s == "warn" && m.contains("/tmp")), "{checks:?}");
+
+    let broker = unit_path(&prefix, "broker");
+    let text = std::fs::read_to_string(&broker).unwrap();
+    let shortened: String = text
+        .lines()
+        .map(|l| if l.starts_with("TimeoutStopSec=") { "TimeoutStopSec=5s".to_string() } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&broker, shortened + "\n").unwrap();
+    let checks = doctor(&prefix);
+    let (status, message) = &checks["shutdown.grace"][0];
+    assert_eq!(status, "warn", "embedded config: a warning; {message}");
+    assert!(message.contains("TimeoutStopSec=5s") && message.contains("30s"), "{message}");
+
+    let empty = dir.root.join("no-units");
+    let checks = doctor(&empty);
+    assert_eq!(checks["systemd.units"][0].0, "skip", "{checks:?}");
+}

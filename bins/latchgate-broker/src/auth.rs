@@ -22,13 +22,24 @@ pub async fn authenticate_request(gate: &Gate, peer: &PeerCred, auth: &RequestAu
     };
     let Authenticated { lease, proof } = verified;
     check_principal(gate, peer, &lease)?;
+    // Replay first, then the epoch (ARCHITECTURE.md order): a store that is
+    // down answers `replay_cache_unavailable` before anything else.
+    let replay_key = format!("{}:{}", proof.jkt, proof.jti);
+    if !gate.state.check_and_record_jti(&replay_key, DPOP_JTI_TTL_SECS).await.map_err(state_error)? {
+        return Err(ApiError::new(ErrorCode::ReplayDetected).with_deny_reason("dpop_jti_reused"));
+    }
     let epoch = gate.state.revocation_epoch().await.map_err(state_error)?;
     if lease.epoch < epoch {
         return Err(ApiError::new(ErrorCode::InvalidLease).with_deny_reason("lease_revoked"));
     }
-    let replay_key = format!("{}:{}", proof.jkt, proof.jti);
-    if !gate.state.check_and_record_jti(&replay_key, DPOP_JTI_TTL_SECS).await.map_err(state_error)? {
-        return Err(ApiError::new(ErrorCode::ReplayDetected).with_deny_reason("dpop_jti_reused"));
+    // Read after the epoch, which is where a store notices it lost its data.
+    if let Some(fence) = gate.state.replay_fence()
+        && proof.iat <= fence
+    {
+        tracing::warn!(iat = proof.iat, fence, "DPoP proof older than the replay cache's memory refused");
+        return Err(ApiError::new(ErrorCode::ReplayCacheUnavailable)
+            .with_reason("the replay cache lost its memory; sign a new DPoP proof")
+            .with_retry_after(1));
     }
     Ok(lease)
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod approvals;
 pub mod auth;
+pub mod backends;
 pub mod catalog;
 pub mod gate;
 pub mod health;

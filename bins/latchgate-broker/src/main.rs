@@ -5,8 +5,6 @@
 use latchgate_broker::gate::{DrainOutcome, Gate, GateParts};
 use latchgate_broker::ledger::{LEDGER_FILE, Ledger, LedgerOptions};
 use latchgate_broker::peers::Peers;
-use latchgate_broker::policy::EmbeddedRego;
-use latchgate_broker::state::SqliteStateStore;
 use latchgate_broker::webhooks::Webhooks;
 use latchgate_core::config::LoadedConfig;
 use latchgate_core::confine::{SealInputs, Sealer};
@@ -22,17 +20,16 @@ use latchgate_ipc::messages::status::ProcessStatus;
 use std::sync::Arc;
 
 const ROLE: Role = Role::Broker;
-pub const STATE_FILE: &str = "state.db";
 
 fn main() {
     process::run_child(ROLE, ChildError::code, load_registry, run);
 }
 
 /// Before Landlock (the providers dir is not among the broker's paths):
-/// load every manifest and hash every provider module once.
+/// load every manifest and hash every provider module once. Landlock lets
+/// the broker connect only to the configured Redis, OPA and webhook ports.
 fn load_registry(cfg: &LoadedConfig, inputs: &mut SealInputs) -> Result<(Registry, DigestTrust), ChildError> {
-    // Landlock: TCP connect to the webhook receivers' ports only.
-    inputs.tcp_connect_ports.extend(cfg.webhook_ports());
+    inputs.tcp_connect_ports = cfg.broker_tcp_ports();
     let registry = Registry::load(&cfg.manifests_dir()).map_err(|errors| {
         for e in &errors {
             tracing::error!(error = %e, "manifest refused");
@@ -66,8 +63,8 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
         tracing::info!(webhooks = ?webhooks.endpoints(), "webhook deliveries enabled");
         tokio::spawn(latchgate_broker::webhooks::run_deliveries(ledger.clone(), webhooks.clone()));
     }
-    let state = SqliteStateStore::open(&state_dir.join(STATE_FILE)).map_err(|e| ChildError::setup(e.code(), e))?;
-    let policy = Arc::new(EmbeddedRego::load(&cfg.policies_dir()).map_err(|e| ChildError::setup(e.code(), e))?);
+    let state = latchgate_broker::backends::open_state_store(&cfg).await?;
+    let policy = latchgate_broker::backends::open_policy_engine(&cfg)?;
     let dpop = DpopVerifier::new(&cfg.config.public_base_url).map_err(|e| ChildError::setup("config_invalid", e))?;
     let confinement = sealer.restrict_syscalls()?;
     tracing::info!(confinement = %confinement.summary(), "sealed");
@@ -75,8 +72,7 @@ async fn run(cfg: LoadedConfig, sealer: Sealer, (registry, trust): (Registry, Di
     let _ = peers.own.set(own.clone());
 
     let data_file = cfg.policies_dir().join(latchgate_broker::policy::DATA_FILE);
-    let gate =
-        Arc::new(Gate::new(GateParts { cfg, registry, trust, policy, state: Arc::new(state), ledger, peers, dpop }));
+    let gate = Arc::new(Gate::new(GateParts { cfg, registry, trust, policy, state, ledger, peers, dpop }));
     let watched = gate.clone();
     tokio::spawn(latchgate_broker::policy::watch::watch_data_file(data_file, move || watched.reload_policy()));
     tokio::spawn(latchgate_broker::approvals::sweeper::run(gate.clone()));

@@ -20,9 +20,9 @@ fn answer(result: Result<Value, ApiError>) -> FrontReply {
 pub async fn handle(gate: &Gate, request: FrontRequest) -> FrontReply {
     match request {
         FrontRequest::Health { front, .. } => {
-            let report = health::report(&gate.peers).await;
-            health::count_probe(&[health::up(front)], &[]);
-            health::count_probe(&report.processes, &[]);
+            let report = health::report(gate).await;
+            health::count_probe(&[health::up(front)], []);
+            health::count_probe(&report.processes, health::failing_dependencies(&report));
             FrontReply::Health(report)
         }
         // The front asks on first use and when a lease names a kid it does not

@@ -2,8 +2,7 @@
 //! decoding of decisions, safe reload, and its evaluation cost.
 
 use latchgate_broker::policy::{
-    Budgets, EmbeddedRego, PolicyAction, PolicyDecision, PolicyEgress, PolicyEngine, PolicyError, PolicyInput,
-    TrustVerdict,
+    Budgets, EmbeddedRego, PolicyAction, PolicyDecision, PolicyEgress, PolicyError, PolicyInput, TrustVerdict,
 };
 use latchgate_core::action::{EgressProfile, RiskLevel};
 use serde_json::json;

@@ -60,3 +60,23 @@ async fn unopenable_state_database_is_store_unavailable() {
     let err = SqliteStateStore::open(&path).err().unwrap();
     assert_eq!(err.error_code(), ErrorCode::StoreUnavailable);
 }
+
+#[tokio::test]
+async fn a_version_1_state_database_is_migrated_and_keeps_its_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = SqliteStateStore::open(&path).unwrap();
+    store.bump_epoch().await.unwrap();
+    drop(store);
+    // What a broker before schema v2 left behind.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE external_stores; UPDATE schema_version SET version = 1;").unwrap();
+    drop(conn);
+    let store = SqliteStateStore::open(&path).unwrap();
+    assert_eq!(store.revocation_epoch().await.unwrap(), 1);
+    assert!(!store.external_store_used("redis:x:").await.unwrap());
+    store.mark_external_store_used("redis:x:").await.unwrap();
+    assert!(store.external_store_used("redis:x:").await.unwrap());
+    assert_eq!(store.raise_epoch_to(7).await.unwrap(), 7);
+    assert_eq!(store.raise_epoch_to(3).await.unwrap(), 7, "the floor never goes down");
+}

@@ -12,9 +12,11 @@ pub mod grant;
 mod host;
 pub mod registry;
 pub mod runtime;
+pub mod secrets;
 pub mod task;
 
 pub use grant::{GrantError, GrantKeys, verify_grant};
 pub use registry::{ExpectedDigests, RegistryError};
-pub use runtime::{RunError, Runtime, RuntimeConfig, RuntimeInitError, SealReport};
+pub use runtime::{ActionSecrets, RunError, Runtime, RuntimeConfig, RuntimeInitError, SealReport};
+pub use secrets::{CallSecrets, SecretSource, SecretsRefused};
 pub use task::{FailureClass, IoObservation, Outcome, OutcomeResult, RunTask};

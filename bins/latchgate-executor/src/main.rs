@@ -8,7 +8,7 @@ use latchgate_core::process;
 use latchgate_core::refresh_cache::RefreshingCache;
 use latchgate_core::role::Role;
 use latchgate_executor::egress::EgressConfig;
-use latchgate_executor::{ExpectedDigests, GrantKeys, Runtime, RuntimeConfig};
+use latchgate_executor::{ActionSecrets, ExpectedDigests, GrantKeys, Runtime, RuntimeConfig};
 use latchgate_ipc::child::ChildError;
 use latchgate_ipc::link::{ClientLink, Endpoints, serve_link};
 use latchgate_ipc::messages::broker_executor::{ExecutorReply, ExecutorRequest, RunTask};
@@ -27,17 +27,30 @@ fn main() {
     process::run_child(ROLE, ChildError::code, expected_modules, run);
 }
 
+/// What the executor reads before Landlock hides it.
+struct Prepared {
+    digests: ExpectedDigests,
+    action_secrets: ActionSecrets,
+    /// TEST ONLY: DER certificates of `egress.test_root_ca_file`.
+    test_roots: Vec<Vec<u8>>,
+}
+
 /// Before Landlock hides the manifests: the digest every module must have is
-/// the one its manifests pin. Also opens TCP to the egress ports.
-fn expected_modules(cfg: &LoadedConfig, inputs: &mut SealInputs) -> Result<ExpectedDigests, ChildError> {
+/// the one its manifests pin, and how each action's secrets are injected.
+/// Also opens TCP to the egress ports.
+fn expected_modules(cfg: &LoadedConfig, inputs: &mut SealInputs) -> Result<Prepared, ChildError> {
     let registry = Registry::load(&cfg.manifests_dir()).map_err(|errors| {
         let first = errors.first().map(ToString::to_string).unwrap_or_default();
         ChildError::setup("manifest_invalid", format!("{} manifest error(s); first: {first}", errors.len()))
     })?;
     let providers_dir = cfg.providers_dir();
     let mut pairs = Vec::new();
+    let mut action_secrets = ActionSecrets::new();
     for action in registry.iter() {
         let manifest = action.manifest();
+        if !manifest.secrets.is_empty() {
+            action_secrets.insert(manifest.action_id.clone(), manifest.secrets.clone());
+        }
         let path = manifest.module_path(&providers_dir);
         let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         if let Some((_, other)) =
@@ -51,11 +64,35 @@ fn expected_modules(cfg: &LoadedConfig, inputs: &mut SealInputs) -> Result<Expec
         pairs.push((file, manifest.provider_module_digest.clone()));
     }
     inputs.tcp_connect_ports = cfg.egress_ports();
-    Ok(ExpectedDigests::from_pairs(pairs))
+    let test_roots = match cfg.test_root_ca_file() {
+        Some(path) => read_test_roots(&path)?,
+        None => Vec::new(),
+    };
+    Ok(Prepared { digests: ExpectedDigests::from_pairs(pairs), action_secrets, test_roots })
 }
 
-fn runtime_config(cfg: &LoadedConfig, expected: ExpectedDigests) -> Result<RuntimeConfig, ChildError> {
-    let mut config = RuntimeConfig::new(cfg.providers_dir().join("dist"), expected, GrantKeys::new());
+/// The PEM certificates of the test-only root CA file.
+fn read_test_roots(path: &std::path::Path) -> Result<Vec<Vec<u8>>, ChildError> {
+    use rustls_pki_types::pem::PemObject;
+    let invalid = |e: &dyn std::fmt::Display| {
+        ChildError::setup("config_invalid", format!("egress.test_root_ca_file {}: {e}", path.display()))
+    };
+    let certs: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| invalid(&e))?
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(&e))?;
+    if certs.is_empty() {
+        return Err(invalid(&"no certificate in the file"));
+    }
+    tracing::warn!(path = %path.display(), certificates = certs.len(),
+        "TEST-ONLY egress.test_root_ca_file: these roots are trusted for HTTPS egress");
+    Ok(certs)
+}
+
+fn runtime_config(cfg: &LoadedConfig, prepared: Prepared) -> Result<RuntimeConfig, ChildError> {
+    let mut config = RuntimeConfig::new(cfg.providers_dir().join("dist"), prepared.digests, GrantKeys::new());
+    config.action_secrets = prepared.action_secrets;
     config.max_concurrent_calls = cfg.config.executor.max_concurrent_calls;
     config.max_memory_mb = cfg.config.executor.max_memory_mb;
     let egress = &cfg.config.egress;
@@ -68,18 +105,21 @@ fn runtime_config(cfg: &LoadedConfig, expected: ExpectedDigests) -> Result<Runti
         },
         sink_policy: latchgate_core::egress::SinkPolicy { extra_ports: egress.extra_ports.clone() },
         allow_private_destinations: egress.allow_private_destinations.clone(),
-        extra_root_certs: Vec::new(),
+        extra_root_certs: prepared.test_roots,
+        test_secrets_over_http: egress.test_secrets_over_http,
     };
     Ok(config)
 }
 
-async fn run(cfg: LoadedConfig, sealer: Sealer, expected: ExpectedDigests) -> Result<(), ChildError> {
+async fn run(cfg: LoadedConfig, sealer: Sealer, prepared: Prepared) -> Result<(), ChildError> {
     let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
     let from_broker = endpoints.source(ChannelKind::BrokerExecutor)?;
     let signer = ClientLink::<ExecutorSigner>::spawn(endpoints.source(ChannelKind::ExecutorSigner)?);
     let control = endpoints.start();
+    let mut config = runtime_config(&cfg, prepared)?;
+    config.secret_source = Some(Arc::new(signer.clone()));
     // Compile everything (PROT_EXEC, the ticker thread) before seccomp forbids both.
-    let runtime = Runtime::new(runtime_config(&cfg, expected)?).map_err(|e| ChildError::setup(e.code(), e))?;
+    let runtime = Runtime::new(config).map_err(|e| ChildError::setup(e.code(), e))?;
     let prepared = runtime.seal_ready();
     let confinement = sealer.restrict_syscalls()?;
     tracing::info!(modules = prepared.modules, confinement = %confinement.summary(), "sealed");

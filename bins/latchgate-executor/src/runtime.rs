@@ -7,9 +7,11 @@ use crate::egress::{EgressClient, EgressConfig, EgressSetupError, Resolve, Syste
 use crate::grant::{GrantError, GrantKeys};
 use crate::host::{CallState, MemoryCap, ProviderBindingsPre, Violation};
 use crate::registry::{ExpectedDigests, ModuleRegistry, RegistryError};
+use crate::secrets::{CallSecrets, CallSecretsError, SecretSource};
 use crate::task::{FailureClass, Outcome, OutcomeResult, RunTask};
 use latchgate_core::action::ResourceLimits;
-use std::collections::BTreeSet;
+use latchgate_core::manifest::SecretSpec;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,7 +41,15 @@ pub struct RuntimeConfig {
     pub egress: EgressConfig,
     /// Name resolution for egress; `None` = the system resolver.
     pub resolver: Option<Arc<dyn Resolve>>,
+    /// How each action's secrets are injected, from the executor's own
+    /// reading of the manifests (never from the broker's task).
+    pub action_secrets: ActionSecrets,
+    /// The signer, who releases a grant's secrets; `None` = no secret can be obtained.
+    pub secret_source: Option<Arc<dyn SecretSource>>,
 }
+
+/// Secret specs by action id.
+pub type ActionSecrets = HashMap<String, Vec<SecretSpec>>;
 
 impl RuntimeConfig {
     pub fn new(providers_dir: impl Into<PathBuf>, expected_digests: ExpectedDigests, grant_keys: GrantKeys) -> Self {
@@ -53,6 +63,8 @@ impl RuntimeConfig {
             max_output_bytes: 1024 * 1024,
             egress: EgressConfig::default(),
             resolver: None,
+            action_secrets: ActionSecrets::new(),
+            secret_source: None,
         }
     }
 }
@@ -93,6 +105,12 @@ pub enum RunError {
     ShuttingDown,
     #[error("internal: {0}")]
     Internal(String),
+    #[error("required secret {0} is not approved by the grant")]
+    SecretNotApproved(String),
+    #[error("required secret {0} was not released by the signer")]
+    SecretMissing(String),
+    #[error("the signer released no secrets: {code}: {message}")]
+    SecretsRefused { code: String, message: String },
 }
 
 impl RunError {
@@ -103,6 +121,9 @@ impl RunError {
             RunError::InvalidTask(_) => "task_invalid",
             RunError::ShuttingDown => "runtime_shutting_down",
             RunError::Internal(_) => "runtime_internal",
+            RunError::SecretNotApproved(_) => "secret_not_approved",
+            RunError::SecretMissing(_) => "secret_missing",
+            RunError::SecretsRefused { .. } => "secrets_refused",
         }
     }
 }
@@ -124,6 +145,8 @@ pub struct Runtime {
     max_memory_mb: u32,
     max_output_bytes: usize,
     ticker_stop: Arc<AtomicBool>,
+    action_secrets: ActionSecrets,
+    secret_source: Option<Arc<dyn SecretSource>>,
 }
 
 impl Runtime {
@@ -151,6 +174,8 @@ impl Runtime {
             max_memory_mb: config.max_memory_mb,
             max_output_bytes: config.max_output_bytes,
             ticker_stop,
+            action_secrets: config.action_secrets,
+            secret_source: config.secret_source,
         })
     }
 
@@ -178,6 +203,30 @@ impl Runtime {
 
     pub fn revocation_epoch(&self) -> u64 {
         self.revocation_epoch.load(Ordering::SeqCst)
+    }
+
+    /// The secrets of this call: the action's specs (as the executor read
+    /// them) that the grant approves, with the values the signer releases
+    /// for the grant. A required secret that is not approved or not released
+    /// refuses the task before anything runs.
+    async fn call_secrets(&self, task: &RunTask) -> Result<CallSecrets, RunError> {
+        let specs = self.action_secrets.get(&task.action_id).map(Vec::as_slice).unwrap_or_default();
+        let approved = &task.grant.grant.approved_secrets;
+        if let Some(spec) = specs.iter().find(|s| s.required && !approved.contains(&s.name)) {
+            return Err(RunError::SecretNotApproved(spec.name.clone()));
+        }
+        let wanted: Vec<&SecretSpec> = specs.iter().filter(|s| approved.contains(&s.name)).collect();
+        if wanted.is_empty() {
+            return Ok(CallSecrets::none());
+        }
+        let Some(source) = &self.secret_source else {
+            return Err(RunError::SecretsRefused { code: "no_secret_source".into(), message: "no signer link".into() });
+        };
+        let released = source
+            .release(&task.grant)
+            .await
+            .map_err(|r| RunError::SecretsRefused { code: r.code, message: r.message })?;
+        CallSecrets::new(&wanted, released).map_err(|CallSecretsError::Missing(name)| RunError::SecretMissing(name))
     }
 
     /// Verifies the grant and the task, then runs the provider once.
@@ -228,6 +277,8 @@ impl Runtime {
         }
 
         let permit = self.slots.clone().acquire_owned().await.map_err(|_| RunError::ShuttingDown)?;
+        // Fetched once the call has a slot, so secrets are never held by a queued call.
+        let secrets = self.call_secrets(&task).await?;
         let started = Instant::now();
         let timeout = Duration::from_secs(u64::from(task.limits.timeout_seconds));
         let state = CallState {
@@ -252,6 +303,7 @@ impl Runtime {
             observations: Vec::new(),
             violation: None,
             log_lines: 0,
+            secrets,
         };
         let engine = self.engine.clone();
         let fuel = task.limits.fuel;

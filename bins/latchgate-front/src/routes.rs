@@ -178,12 +178,14 @@ async fn readyz(state: &FrontState, peer: PeerCred) -> HttpResponse {
                 let pid = p.status.as_ref().map(|s| s.pid);
                 processes.insert(p.role.as_str().into(), confinement_json(p.up, pid, confinement, p.error.as_deref()));
             }
-            if report.all_up() {
+            let dependencies = dependencies_json(&report.dependencies);
+            if report.ready() {
                 // best_effort confinement with a missing layer still serves, and says so.
                 let status = if degraded { "degraded" } else { "ready" };
-                reply::json(200, &json!({"status": status, "processes": processes}))
+                reply::json(200, &json!({"status": status, "processes": processes, "dependencies": dependencies}))
             } else {
-                let mut body = json!({"error": ErrorCode::ComponentUnavailable.as_str(), "status": "not_ready", "processes": processes});
+                let error = if report.all_up() { ErrorCode::NotReady } else { ErrorCode::ComponentUnavailable };
+                let mut body = json!({"error": error.as_str(), "status": "not_ready", "processes": processes, "dependencies": dependencies});
                 body["retry_after_seconds"] = 1.into();
                 reply::json(503, &body)
             }
@@ -194,6 +196,17 @@ async fn readyz(state: &FrontState, peer: PeerCred) -> HttpResponse {
         }
         Err(e) => reply::component_unavailable("broker", &e),
     }
+}
+
+/// Per dependency: backend, up, and the code its failures are answered with.
+/// Endpoints and error detail stay in the logs (and the operator's
+/// `/v1/admin/status`): this route is on the agents' socket.
+fn dependencies_json(dependencies: &[latchgate_ipc::messages::status::DependencyHealth]) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for d in dependencies {
+        out.insert(d.name.clone(), json!({"backend": d.backend, "up": d.up, "error": d.error}));
+    }
+    serde_json::Value::Object(out)
 }
 
 fn confinement_json(

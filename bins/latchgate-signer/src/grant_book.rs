@@ -3,10 +3,20 @@
 //! second receipt for the same grant is refused. The book lives in memory: a
 //! restarted signer signs no receipt for a grant issued before the restart,
 //! and the broker leaves that execution's intent unresolved for an operator.
+//!
+//! Secrets are released at most once per grant, only while it is outstanding
+//! (issued here, not finalised), unexpired, and issued under the newest
+//! revocation epoch this book has seen. The epoch is learnt from the grants
+//! the broker asks to sign — the broker reads it from its state store for
+//! every grant — so after a revoke-all the first new grant raises it and every
+//! older outstanding grant obtains nothing from then on. (Until a new grant
+//! is signed the executor's own epoch check, fed by the broker with each
+//! task, refuses those grants.)
 
 use latchgate_core::grant::Grant;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Longest grant lifetime the signer accepts to sign.
 pub const MAX_GRANT_TTL_SECONDS: i64 = 600;
@@ -30,6 +40,14 @@ pub enum GrantBookError {
     NotOutstanding(String),
     #[error("receipt does not match grant {grant_id}: {field} differs")]
     Mismatch { grant_id: String, field: &'static str },
+    #[error("grant {grant_id} expired at {expires_at} (now {now})")]
+    Expired { grant_id: String, expires_at: i64, now: i64 },
+    #[error("grant epoch {grant} is older than the newest epoch {current} the signer has seen")]
+    RevokedEpoch { grant: u64, current: u64 },
+    #[error("the secrets of grant {0} were already released")]
+    SecretsAlreadyReleased(String),
+    #[error("grant {grant_id} differs from the grant this signer issued: {field}")]
+    NotAsIssued { grant_id: String, field: &'static str },
 }
 
 impl GrantBookError {
@@ -41,6 +59,10 @@ impl GrantBookError {
             GrantBookError::ClockSkew { .. } => "grant_clock_skew",
             GrantBookError::NotOutstanding(_) => "grant_not_outstanding",
             GrantBookError::Mismatch { .. } => "receipt_grant_mismatch",
+            GrantBookError::Expired { .. } => "grant_expired",
+            GrantBookError::RevokedEpoch { .. } => "grant_epoch_revoked",
+            GrantBookError::SecretsAlreadyReleased(_) => "secrets_already_released",
+            GrantBookError::NotAsIssued { .. } => "grant_not_as_issued",
         }
     }
 }
@@ -51,6 +73,9 @@ struct Outstanding {
     trace_id: String,
     provider_module_digest: String,
     expires_at: i64,
+    epoch: u64,
+    approved_secrets: Vec<String>,
+    secrets_released: bool,
 }
 
 /// What a receipt claims about the grant it closes.
@@ -64,6 +89,8 @@ pub struct ReceiptClaim<'a> {
 #[derive(Default)]
 pub struct GrantBook {
     outstanding: Mutex<HashMap<String, Outstanding>>,
+    /// Newest revocation epoch of any grant issued here.
+    newest_epoch: AtomicU64,
 }
 
 impl GrantBook {
@@ -93,6 +120,7 @@ impl GrantBook {
         if book.contains_key(&grant.grant_id) {
             return Err(GrantBookError::Duplicate(grant.grant_id.clone()));
         }
+        self.newest_epoch.fetch_max(grant.epoch, Ordering::SeqCst);
         book.insert(
             grant.grant_id.clone(),
             Outstanding {
@@ -100,6 +128,9 @@ impl GrantBook {
                 trace_id: grant.trace_id.clone(),
                 provider_module_digest: grant.provider_module_digest.clone(),
                 expires_at: grant.expires_at,
+                epoch: grant.epoch,
+                approved_secrets: grant.approved_secrets.clone(),
+                secrets_released: false,
             },
         );
         Ok(())
@@ -126,6 +157,46 @@ impl GrantBook {
         }
         book.remove(claim.grant_id);
         Ok(())
+    }
+
+    /// Records that the secrets of `grant` (whose signature the caller has
+    /// checked) are released now. Refused — and nothing recorded — unless
+    /// the grant is outstanding, unexpired, of the newest epoch, exactly as
+    /// issued, and its secrets were not released before.
+    pub fn release_secrets(&self, grant: &Grant, now: i64) -> Result<(), GrantBookError> {
+        let mut book = self.outstanding.lock().unwrap_or_else(|p| p.into_inner());
+        let issued =
+            book.get_mut(&grant.grant_id).ok_or_else(|| GrantBookError::NotOutstanding(grant.grant_id.clone()))?;
+        if now >= issued.expires_at {
+            return Err(GrantBookError::Expired {
+                grant_id: grant.grant_id.clone(),
+                expires_at: issued.expires_at,
+                now,
+            });
+        }
+        let newest = self.newest_epoch.load(Ordering::SeqCst);
+        if issued.epoch < newest {
+            return Err(GrantBookError::RevokedEpoch { grant: issued.epoch, current: newest });
+        }
+        let differs = |field| GrantBookError::NotAsIssued { grant_id: grant.grant_id.clone(), field };
+        if issued.action_id != grant.action_id {
+            return Err(differs("action_id"));
+        }
+        if issued.approved_secrets != grant.approved_secrets {
+            return Err(differs("approved_secrets"));
+        }
+        if issued.epoch != grant.epoch || issued.expires_at != grant.expires_at {
+            return Err(differs("epoch/expires_at"));
+        }
+        if issued.secrets_released {
+            return Err(GrantBookError::SecretsAlreadyReleased(grant.grant_id.clone()));
+        }
+        issued.secrets_released = true;
+        Ok(())
+    }
+
+    pub fn newest_epoch(&self) -> u64 {
+        self.newest_epoch.load(Ordering::SeqCst)
     }
 
     pub fn outstanding(&self) -> usize {
@@ -196,6 +267,70 @@ mod tests {
         let mut empty = grant("g", 1000);
         empty.session_id.clear();
         assert_eq!(book.issue(&empty, 1000).unwrap_err().code(), "grant_field_empty");
+    }
+
+    fn with_secrets(id: &str, now: i64, epoch: u64, secrets: &[&str]) -> Grant {
+        let mut g = grant(id, now);
+        g.epoch = epoch;
+        g.approved_secrets = secrets.iter().map(|s| s.to_string()).collect();
+        g
+    }
+
+    #[test]
+    fn secrets_of_an_issued_grant_are_released_once() {
+        let book = GrantBook::default();
+        let g = with_secrets("g1", 1000, 0, &["A_TOKEN"]);
+        book.issue(&g, 1000).unwrap();
+        book.release_secrets(&g, 1001).unwrap();
+        assert_eq!(book.release_secrets(&g, 1002).unwrap_err().code(), "secrets_already_released");
+        // Releasing did not finalise: the receipt can still be signed.
+        book.finalise(&claim("g1"), 1003).unwrap();
+    }
+
+    #[test]
+    fn finalised_or_never_issued_grants_obtain_no_secrets() {
+        let book = GrantBook::default();
+        let g = with_secrets("g1", 1000, 0, &["A_TOKEN"]);
+        assert_eq!(book.release_secrets(&g, 1000).unwrap_err().code(), "grant_not_outstanding");
+        book.issue(&g, 1000).unwrap();
+        book.finalise(&claim("g1"), 1001).unwrap();
+        assert_eq!(book.release_secrets(&g, 1002).unwrap_err().code(), "grant_not_outstanding");
+    }
+
+    #[test]
+    fn expired_grants_obtain_no_secrets() {
+        let book = GrantBook::default();
+        let g = with_secrets("g1", 1000, 0, &["A_TOKEN"]);
+        book.issue(&g, 1000).unwrap();
+        assert_eq!(book.release_secrets(&g, g.expires_at).unwrap_err().code(), "grant_expired");
+        // The refusal recorded nothing: an expired grant stays unreleased (and finalisable).
+        book.finalise(&claim("g1"), g.expires_at).unwrap();
+    }
+
+    #[test]
+    fn grants_of_an_older_epoch_obtain_no_secrets_once_a_newer_one_was_issued() {
+        let book = GrantBook::default();
+        let old = with_secrets("old", 1000, 3, &["A_TOKEN"]);
+        book.issue(&old, 1000).unwrap();
+        let newer = with_secrets("new", 1000, 4, &["A_TOKEN"]);
+        book.issue(&newer, 1000).unwrap();
+        assert_eq!(book.newest_epoch(), 4);
+        assert_eq!(book.release_secrets(&old, 1001).unwrap_err().code(), "grant_epoch_revoked");
+        book.release_secrets(&newer, 1001).unwrap();
+    }
+
+    #[test]
+    fn a_grant_altered_after_issue_obtains_no_secrets() {
+        let book = GrantBook::default();
+        let g = with_secrets("g1", 1000, 0, &["A_TOKEN"]);
+        book.issue(&g, 1000).unwrap();
+        let mut wider = g.clone();
+        wider.approved_secrets.push("B_TOKEN".into());
+        assert_eq!(book.release_secrets(&wider, 1001).unwrap_err().code(), "grant_not_as_issued");
+        let mut other_action = g.clone();
+        other_action.action_id = "gmail_send".into();
+        assert_eq!(book.release_secrets(&other_action, 1001).unwrap_err().code(), "grant_not_as_issued");
+        book.release_secrets(&g, 1001).unwrap();
     }
 
     #[test]

@@ -262,6 +262,11 @@ impl KeyStore {
         self.grant_key.verifying_key().to_bytes()
     }
 
+    /// Whether `signature` over `message` was made with this signer's grant key.
+    pub fn verify_grant(&self, message: &[u8], signature: &ed25519_dalek::Signature) -> bool {
+        self.grant_key.verifying_key().verify_strict(message, signature).is_ok()
+    }
+
     pub fn grant_kid(&self) -> &str {
         &self.grant_kid
     }
@@ -429,7 +434,7 @@ pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreErro
     sync_parent(path)
 }
 
-fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
+pub(crate) fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
     let mut file: File = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -456,12 +461,12 @@ fn give_to_directory_owner(file: &File, path: &Path) -> Result<(), KeyStoreError
     std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid())).map_err(io_err(path))
 }
 
-fn temp_sibling(path: &Path) -> PathBuf {
+pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp"))
 }
 
-fn sync_parent(path: &Path) -> Result<(), KeyStoreError> {
+pub(crate) fn sync_parent(path: &Path) -> Result<(), KeyStoreError> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     File::open(parent).and_then(|d| d.sync_all()).map_err(io_err(parent))
 }

@@ -6,4 +6,7 @@ pub mod grant_book;
 pub mod keystore;
 pub mod reload;
 pub mod rotation;
+pub mod secrets_check;
 pub mod service;
+pub mod sops;
+pub mod vault;

@@ -12,6 +12,7 @@ use latchgate_ipc::messages::status::ProcessStatus;
 use latchgate_ipc::{BrokerSigner, ChannelKind, ExecutorSigner};
 use latchgate_signer::keystore::KeyStore;
 use latchgate_signer::service::SignerService;
+use latchgate_signer::vault::{SecretsVault, VaultPaths};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -25,18 +26,20 @@ fn main() {
     process::run_child(ROLE, ChildError::code, load_keys, run);
 }
 
-/// Where the keys come from and whether the running signer watches it for rotations.
-struct KeySource {
+/// Where the keys come from, whether the running signer watches it for
+/// rotations, and the secrets vault when `[secrets]` is configured.
+struct Loaded {
     keys: KeyStore,
     watch: Option<PathBuf>,
+    secrets: Option<SecretsVault>,
 }
 
 fn load_keys(
     cfg: &latchgate_core::config::LoadedConfig,
     inputs: &mut latchgate_core::confine::SealInputs,
-) -> Result<KeySource, ChildError> {
+) -> Result<Loaded, ChildError> {
     let setup = |e: latchgate_signer::keystore::KeyStoreError| ChildError::setup(e.code(), e);
-    let source = match std::env::var_os(CREDENTIALS_ENV).filter(|d| !d.is_empty()) {
+    let (keys, watch) = match std::env::var_os(CREDENTIALS_ENV).filter(|d| !d.is_empty()) {
         // systemd: the copy never changes while the unit runs, and nothing may be generated in it.
         Some(dir) => {
             let dir = PathBuf::from(dir);
@@ -44,22 +47,31 @@ fn load_keys(
             tracing::info!(?keys, credentials = %dir.display(), "keys loaded from systemd credentials");
             // Landlock's `{key_dir}` rule then covers the directory the keys really come from.
             inputs.paths.insert("key_dir".into(), dir);
-            KeySource { keys, watch: None }
+            (keys, None)
         }
         None => {
             let keys = KeyStore::load_or_generate(&cfg.key_dir()).map_err(setup)?;
             tracing::info!(?keys, "keys loaded");
-            KeySource { keys, watch: Some(cfg.key_dir()) }
+            (keys, Some(cfg.key_dir()))
         }
     };
-    Ok(source)
+    // A configured secrets file that cannot be decrypted (missing, tampered,
+    // key file readable by others) stops the start: better than a gate that
+    // denies every secret-bearing call for a reason nobody sees.
+    let secrets = match cfg.secrets_files() {
+        None => None,
+        Some((secrets_file, key_file)) => {
+            let vault = SecretsVault::new(VaultPaths { secrets_file, key_file });
+            let count = vault.load().map_err(|e| ChildError::setup(e.code(), e))?;
+            tracing::info!(paths = ?vault.paths(), values = count, "secrets file decrypted");
+            vault.forget();
+            Some(vault)
+        }
+    };
+    Ok(Loaded { keys, watch, secrets })
 }
 
-async fn run(
-    cfg: latchgate_core::config::LoadedConfig,
-    sealer: Sealer,
-    KeySource { keys, watch }: KeySource,
-) -> Result<(), ChildError> {
+async fn run(cfg: latchgate_core::config::LoadedConfig, sealer: Sealer, loaded: Loaded) -> Result<(), ChildError> {
     let mut endpoints = Endpoints::for_process(ROLE, &cfg)?;
     let from_broker = endpoints.source(ChannelKind::BrokerSigner)?;
     let from_executor = endpoints.source(ChannelKind::ExecutorSigner)?;
@@ -67,8 +79,12 @@ async fn run(
     let confinement = sealer.restrict_syscalls()?;
     tracing::info!(confinement = %confinement.summary(), "sealed");
     let status = move || ProcessStatus::current(ROLE, true, Some(confinement.clone()));
-    let service = Arc::new(SignerService::new(keys));
-    if let Some(dir) = watch {
+    let mut service = SignerService::new(loaded.keys);
+    if let Some(vault) = loaded.secrets {
+        service = service.with_secrets(vault);
+    }
+    let service = Arc::new(service);
+    if let Some(dir) = loaded.watch {
         tokio::spawn(latchgate_signer::reload::watch_key_dir(service.clone(), dir));
     }
 

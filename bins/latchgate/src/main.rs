@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod safety;
 mod supervisor;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Command {
     Up,
     /// Start the gate from an explicit production config.
     Serve,
+    /// Check this host and config: production safety, keys, Redis, OPA, egress proxy, manifests, kernel, ledger.
+    Doctor(commands::doctor::DoctorArgs),
     /// Egress proxy tooling (Squid config from the manifests).
     Egress {
         #[command(subcommand)]
@@ -94,6 +97,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::keys::KeysCommand,
     },
+    /// SOPS secrets the signer releases per grant (values never on argv, never in logs).
+    Secrets {
+        #[command(subcommand)]
+        command: commands::secrets::SecretsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -110,6 +118,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Up => supervise(&cli.config, true),
         Command::Serve => supervise(&cli.config, false),
+        Command::Doctor(args) => commands::doctor::run(&cli.config, args),
         Command::Egress { command } => commands::egress::run(&cli.config, &cli.operator, command),
         Command::Audit(args) => commands::audit::run(&cli.config, &cli.operator, args),
         Command::Verify(args) => commands::verify::run(&cli.config, &cli.operator, args),
@@ -129,6 +138,7 @@ fn main() -> ExitCode {
         Command::Ledger { command } => commands::ledger::run(&cli.config, command),
         Command::Install(args) => commands::install::run(&cli.config, args),
         Command::Webhooks { command } => commands::webhooks::run(&cli.config, command),
+        Command::Secrets { command } => commands::secrets::run(&cli.config, command),
     }
 }
 
@@ -149,6 +159,14 @@ fn supervise(config: &std::path::Path, first_run_allowed: bool) -> ExitCode {
             "latchgate serve needs a production config (mode = \"production\"); use `latchgate up` for embedded mode"
         );
         return ExitCode::FAILURE;
+    }
+    if !first_run_allowed && safety::check_serve(&cfg).is_err() {
+        return ExitCode::FAILURE;
+    }
+    if first_run_allowed && cfg.config.mode == Mode::Production {
+        tracing::warn!(
+            "mode = \"production\" under `latchgate up`: the production-safety checks of `latchgate serve` are skipped"
+        );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

@@ -40,8 +40,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// Placeholders the rule files may use. `secrets_file` and `fs_root` have no
-/// config field yet: the process inserts them when it has them.
+/// Placeholders the rule files may use. `fs_root` and the `secrets_*` paths
+/// are set only when the config has them (their rules are `optional`).
+/// `secrets_dir`/`secrets_key_dir` are the directories of the SOPS file and
+/// of its age key: both are replaced by rename on every edit, and a Landlock
+/// rule on a file follows the old inode, not the path.
 pub const PLACEHOLDERS: &[&str] = &[
     "config_file",
     "socket_dir",
@@ -54,6 +57,8 @@ pub const PLACEHOLDERS: &[&str] = &[
     "providers_dir",
     "key_dir",
     "secrets_file",
+    "secrets_dir",
+    "secrets_key_dir",
     "fs_root",
 ];
 
@@ -89,6 +94,11 @@ impl SealInputs {
         let mut paths = paths;
         if let Some(fs_root) = config.fs_root() {
             paths.insert("fs_root".to_string(), fs_root);
+        }
+        if let Some((secrets_file, key_file)) = config.secrets_files() {
+            paths.insert("secrets_dir".to_string(), parent(secrets_file.clone()));
+            paths.insert("secrets_key_dir".to_string(), parent(key_file));
+            paths.insert("secrets_file".to_string(), secrets_file);
         }
         SealInputs { profiles_dir, paths, tcp_connect_ports: Vec::new(), mode: config.config.confinement }
     }

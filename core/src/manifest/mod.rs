@@ -14,7 +14,7 @@ pub use error::{DigestError, ManifestError};
 pub use load::{MAX_MANIFEST_BYTES, MAX_SCHEMA_FILE_BYTES, load_action, manifest_files, parse_manifest};
 pub use model::{
     BasicAuthInjection, FsOperation, FsTemplate, InjectionTarget, IoSpec, Manifest, ProviderKind, SchemaSource,
-    SecretInjection, SecretSpec, VerificationConfig, VerifierKind,
+    SecretInjection, SecretSpec, VerificationConfig, VerifierKind, is_valid_secret_name,
 };
 pub use registry::{ActionSummary, DigestTrust, RegisteredAction, Registry, module_digest};
 pub use schema::{CompiledSchema, MAX_NESTING_DEPTH, MAX_REPORTED_ERRORS, SchemaViolation, ViolationKind};

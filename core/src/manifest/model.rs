@@ -135,6 +135,14 @@ fn default_true() -> bool {
     true
 }
 
+/// `^[A-Z][A-Z0-9_]{0,63}$`: the names a manifest may declare and the
+/// secrets CLI may store.
+pub fn is_valid_secret_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+        && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// Exactly one of `header`, `query`, `basic_auth` (checked by validation so the
 /// error names the field; an untagged enum would only say "no variant matched").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

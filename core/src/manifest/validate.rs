@@ -404,10 +404,7 @@ fn check_secrets(m: &Manifest, v: &mut Violations) {
     let mut seen = BTreeSet::new();
     for (i, s) in m.secrets.iter().enumerate() {
         let at = format!("secrets[{i}]");
-        let name_ok = s.name.len() <= 64
-            && s.name.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
-            && s.name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-        if !name_ok {
+        if !super::model::is_valid_secret_name(&s.name) {
             v.push(format!("{at}.name"), format!("`{}` must match ^[A-Z][A-Z0-9_]{{0,63}}$", s.name));
         }
         if !seen.insert(&s.name) {

@@ -40,6 +40,11 @@ pub enum SignerRequest {
     SignReceipt {
         receipt_json: String,
     },
+    /// Which of these secret names the secrets file holds (names only: the
+    /// broker never sees a value). Answered with `SecretsPresent`.
+    SecretsPresent {
+        names: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +59,9 @@ pub enum SignerReply {
         signing_key_id: String,
         result_hash: String,
         signature: Vec<u8>,
+    },
+    SecretsPresent {
+        present: Vec<String>,
     },
     /// The signer refused (stable code + message for logs; never key material).
     Refused {

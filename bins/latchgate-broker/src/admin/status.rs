@@ -32,10 +32,10 @@ fn process_json(health: &ProcessHealth) -> Value {
 }
 
 pub async fn report(gate: &Gate, front: ProcessStatus) -> Value {
-    let processes_health = health::report(&gate.peers).await;
+    let processes_health = health::report(gate).await;
     let mut processes = serde_json::Map::new();
     let mut all = vec![health::up(front)];
-    all.extend(processes_health.processes);
+    all.extend(processes_health.processes.iter().cloned());
     let mut degraded = false;
     let mut down = false;
     for p in &all {
@@ -48,33 +48,37 @@ pub async fn report(gate: &Gate, front: ProcessStatus) -> Value {
     let epoch = gate.state.revocation_epoch().await;
     let pending = gate.ledger.count_pending_approvals().await;
     let unresolved = gate.ledger.unresolved_intents().await.map(|i| i.len());
-    let policy_version = gate.policy.policy_version();
+    let outbox = gate.ledger.outbox_counts().await;
     let ledger_stats = gate.ledger.stats();
     let actions = gate.actions.current();
     let untrusted: Vec<&str> =
         actions.registry.iter().map(|a| a.id()).filter(|id| !actions.trust.is_trusted(id)).collect();
-    let dependency = |ok: bool, error: Option<String>| json!({"ok": ok, "error": error});
-    let dependencies = json!({
-        "state_store": dependency(epoch.is_ok(), epoch.as_ref().err().map(|e| e.code().to_string())),
-        "evidence_ledger": {
-            "ok": pending.is_ok() && unresolved.is_ok(),
+    // The state store and policy engine as /readyz probes them; the ledger
+    // and the webhook outbox as the broker's own database sees them.
+    let mut dependencies = serde_json::Map::new();
+    for dep in &processes_health.dependencies {
+        dependencies.insert(dep.name.clone(), json!(dep));
+    }
+    dependencies.insert(
+        "evidence_ledger".into(),
+        json!({
+            "up": pending.is_ok() && unresolved.is_ok(),
             "error": pending.as_ref().err().or(unresolved.as_ref().err()).map(|e| e.code().to_string()),
             "batches_committed": ledger_stats.batches_committed,
             "batches_failed": ledger_stats.batches_failed,
-        },
-        "policy_engine": {"ok": policy_version.is_some(), "policy_version": policy_version},
-        "webhooks": {"configured": false},
-    });
-    let dependencies_ok = epoch.is_ok() && pending.is_ok() && unresolved.is_ok();
-    let failing: Vec<&str> = [
-        ("state_store", epoch.is_err()),
-        ("evidence_ledger", pending.is_err() || unresolved.is_err()),
-        ("policy_engine", policy_version.is_none()),
-    ]
-    .into_iter()
-    .filter_map(|(name, failed)| failed.then_some(name))
-    .collect();
-    health::count_probe(&all, &failing);
+        }),
+    );
+    dependencies.insert(
+        "webhooks".into(),
+        json!({
+            "configured": gate.cfg.config.webhooks.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+            "outbox": outbox.as_ref().ok(),
+            "error": outbox.as_ref().err().map(|e| e.code().to_string()),
+        }),
+    );
+    let dependencies_ok = processes_health.dependencies_up() && pending.is_ok() && unresolved.is_ok();
+    let ledger_failing = (pending.is_err() || unresolved.is_err()).then_some("evidence_ledger");
+    health::count_probe(&all, health::failing_dependencies(&processes_health).chain(ledger_failing));
     let uptime = gate.started.elapsed().as_secs();
     let status = if down || !dependencies_ok {
         "unavailable"
@@ -97,6 +101,7 @@ pub async fn report(gate: &Gate, front: ProcessStatus) -> Value {
         "unresolved_intents": unresolved.ok(),
         "in_flight_executions": gate.in_flight.load(Ordering::SeqCst),
         "revocation_epoch": epoch.ok(),
+        "policy_version": gate.policy.policy_version(),
         "actions": {"count": actions.registry.len(), "untrusted": untrusted},
         "operators": gate.cfg.config.operator_credentials.len(),
     })

@@ -71,7 +71,7 @@ fn unreadable(level: &str, code: &str) {
 async fn read_levels(gate: &Gate, front: ProcessStatus, levels: &Levels) -> Result<(), prometheus::Error> {
     let ledger = &gate.ledger;
     let (health, unresolved, pending, oldest, outbox, epoch) = tokio::join!(
-        health::report(&gate.peers),
+        health::report(gate),
         ledger.count_unresolved_intents(),
         ledger.count_pending_approvals(),
         ledger.oldest_pending_approval(),

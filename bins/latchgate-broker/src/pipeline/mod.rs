@@ -3,6 +3,7 @@
 //! sent only after the evidence transaction committed.
 
 mod effects;
+mod secrets;
 pub(crate) mod sinks;
 
 use crate::approvals::{self, Approval};
@@ -172,7 +173,7 @@ async fn decide(
         },
         unresolved_domains: Vec::new(),
     };
-    let decision = gate.policy.evaluate(&input).map_err(|e| {
+    let decision = gate.policy.evaluate(&input).await.map_err(|e| {
         tracing::warn!(code = e.code(), error = %e, "policy evaluation failed");
         gate_metrics().dependency_error(Dependency::PolicyEngine, e.code());
         refuse(ApiError::new(e.error_code()).with_retry_after(1), &lease)
@@ -188,6 +189,7 @@ async fn decide(
         let error = ApiError::new(code).with_deny_reason(reason.clone()).with_remediation(remediation_for(&reason));
         return Err(refuse(error, &lease));
     }
+    secrets::check_required(gate, manifest, &decision.approved_secrets).await.map_err(|e| refuse(e, &lease))?;
     let cost_cents =
         decision.budgets_after.map(|after| after.cost_used.saturating_sub(budget.used_cost_cents)).unwrap_or(0);
     Ok(Plan { trace_id: trace_id.to_string(), action, lease, params, request_hash, decision, cost_cents })

@@ -7,7 +7,7 @@
 //! broken `data.json` never replaces a working policy.
 
 use super::types::{Budgets, PolicyAction, PolicyDecision, PolicyEgress, PolicyInput, TrustVerdict};
-use super::{PolicyEngine, PolicyError};
+use super::{PolicyEngine, PolicyError, PolicyFuture};
 use latchgate_core::action::{EgressProfile, RiskLevel};
 use regorus::utils::limits::ExecutionTimerConfig;
 use std::num::NonZeroU32;
@@ -83,18 +83,46 @@ impl EmbeddedRego {
         // The lock only guards an Arc swap; a panic elsewhere cannot leave it half-written.
         Arc::clone(&self.prepared.lock().unwrap_or_else(PoisonError::into_inner))
     }
-}
 
-impl PolicyEngine for EmbeddedRego {
-    fn evaluate(&self, input: &PolicyInput) -> Result<PolicyDecision, PolicyError> {
+    /// The decision, computed on the calling thread (microseconds; the
+    /// trait's future is this, already resolved).
+    pub fn evaluate(&self, input: &PolicyInput) -> Result<PolicyDecision, PolicyError> {
         let prepared = self.current();
         let mut engine = prepared.engine.clone();
         let value = eval_decision(&mut engine, input, self.timeout)?;
         PolicyDecision::from_engine_value(value, input)
     }
 
+    /// The undecoded value of `data.latchgate.decision` (`None` when
+    /// undefined), as OPA would answer it in `result`.
+    pub fn evaluate_raw(&self, input: &serde_json::Value) -> Result<Option<serde_json::Value>, PolicyError> {
+        let prepared = self.current();
+        let mut engine = prepared.engine.clone();
+        eval_value(&mut engine, input.clone(), self.timeout)
+    }
+}
+
+impl PolicyEngine for EmbeddedRego {
+    fn evaluate<'a>(&'a self, input: &'a PolicyInput) -> PolicyFuture<'a, PolicyDecision> {
+        Box::pin(std::future::ready(EmbeddedRego::evaluate(self, input)))
+    }
+
     fn policy_version(&self) -> Option<String> {
         Some(self.current().policy_version.clone())
+    }
+
+    fn probe(&self) -> PolicyFuture<'_, String> {
+        let probe = probe_input();
+        let answer = EmbeddedRego::evaluate(self, &probe).map(|d| d.policy_version);
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn backend(&self) -> &'static str {
+        "embedded_rego"
+    }
+
+    fn endpoint(&self) -> String {
+        self.data_path.parent().map(|p| p.display().to_string()).unwrap_or_default()
     }
 
     fn reload(&self) -> Result<String, PolicyError> {
@@ -146,7 +174,17 @@ fn eval_decision(
     timeout: Duration,
 ) -> Result<serde_json::Value, PolicyError> {
     let input_value = serde_json::to_value(input).map_err(|e| PolicyError::Unavailable(format!("input: {e}")))?;
-    engine.set_input(regorus::Value::from(input_value));
+    eval_value(engine, input_value, timeout)?
+        .ok_or_else(|| PolicyError::InvalidResponse(format!("{POLICY_ENTRYPOINT} is undefined")))
+}
+
+/// `data.latchgate.decision` for any JSON input; `None` when undefined.
+fn eval_value(
+    engine: &mut regorus::Engine,
+    input: serde_json::Value,
+    timeout: Duration,
+) -> Result<Option<serde_json::Value>, PolicyError> {
+    engine.set_input(regorus::Value::from(input));
     engine.set_execution_timer_config(ExecutionTimerConfig { limit: timeout, check_interval: NonZeroU32::MIN });
     let started = std::time::Instant::now();
     let value = engine.eval_rule(POLICY_ENTRYPOINT.to_owned()).map_err(|e| {
@@ -157,13 +195,14 @@ fn eval_decision(
         }
     })?;
     if value == regorus::Value::Undefined {
-        return Err(PolicyError::InvalidResponse(format!("{POLICY_ENTRYPOINT} is undefined")));
+        return Ok(None);
     }
-    serde_json::to_value(&value).map_err(|e| PolicyError::InvalidResponse(e.to_string()))
+    serde_json::to_value(&value).map(Some).map_err(|e| PolicyError::InvalidResponse(e.to_string()))
 }
 
-/// A deliberately unprivileged input: the self-check needs a decision, not an allow.
-fn probe_input() -> PolicyInput {
+/// A deliberately unprivileged input: the self-check (and every engine's
+/// readiness probe) needs a decision, not an allow.
+pub fn probe_input() -> PolicyInput {
     PolicyInput {
         principal: "latchgate-policy-self-check".into(),
         session_id: "self-check".into(),

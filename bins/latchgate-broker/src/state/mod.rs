@@ -1,12 +1,13 @@
 //! The broker's mutable state: DPoP replay cache, revocation epoch, per-session
 //! budgets and one-shot approval claims. One trait, two backends: SQLite for
-//! the embedded mode ([`SqliteStateStore`]) and Redis for production (later),
-//! both held to the same [`contract`] suite.
+//! the embedded mode ([`SqliteStateStore`]) and Redis for production
+//! ([`RedisStateStore`]), both held to the same [`contract`] suite.
 //!
 //! The trait returns boxed futures rather than using `async fn` so that the
 //! broker can hold an `Arc<dyn StateStore>` chosen at start-up.
 
 pub mod contract;
+mod redis_store;
 mod sqlite;
 
 use std::future::Future;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use latchgate_core::error::ErrorCode;
 
+pub use redis_store::{RedisPersistence, RedisStateStore};
 pub use sqlite::SqliteStateStore;
 
 /// Replay window of a DPoP proof `jti` (API.md: single use for 180 s).
@@ -115,4 +117,21 @@ pub trait StateStore: Send + Sync {
 
     /// One-shot claim of an approval: `true` for exactly one caller, ever.
     fn claim_approval<'a>(&'a self, approval_id: &'a str) -> StateFuture<'a, bool>;
+
+    /// The backend answers right now (for `/readyz` and `doctor`).
+    fn probe(&self) -> StateFuture<'_, ()>;
+
+    /// `sqlite` or `redis`.
+    fn backend(&self) -> &'static str;
+
+    /// Where the store lives, without credentials.
+    fn endpoint(&self) -> String;
+
+    /// Unix second at or before which the replay cache cannot vouch for a
+    /// DPoP proof: the store lost its memory then (a Redis restarted without
+    /// persistence). Proofs issued up to that second are refused. `None`
+    /// while the store has never lost anything.
+    fn replay_fence(&self) -> Option<i64> {
+        None
+    }
 }

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{BudgetLimits, BudgetSnapshot, DebitOutcome, StateError, StateFuture, StateStore};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const SCHEMA_V1: &str = r#"
     CREATE TABLE replay_jti (
         jti           TEXT PRIMARY KEY,
@@ -43,6 +43,15 @@ const SCHEMA_V1: &str = r#"
     );
 "#;
 
+/// v2: which external stores (a Redis keyspace) this broker has used, so a
+/// store found empty can be told apart from one that lost its data.
+const SCHEMA_V2: &str = r#"
+    CREATE TABLE external_stores (
+        name          TEXT PRIMARY KEY,
+        first_used_ms INTEGER NOT NULL
+    );
+"#;
+
 /// Sweep expired rows once per this many replay-cache inserts.
 const SWEEP_EVERY: u64 = 1024;
 
@@ -52,6 +61,7 @@ pub struct SqliteStateStore {
 }
 
 struct Shared {
+    path: std::path::PathBuf,
     conn: Mutex<Connection>,
     inserts_since_sweep: std::sync::atomic::AtomicU64,
 }
@@ -87,7 +97,11 @@ impl SqliteStateStore {
             .map_err(unavailable)?;
         migrate(&mut conn).map_err(unavailable)?;
         Ok(SqliteStateStore {
-            shared: Arc::new(Shared { conn: Mutex::new(conn), inserts_since_sweep: Default::default() }),
+            shared: Arc::new(Shared {
+                path: path.to_path_buf(),
+                conn: Mutex::new(conn),
+                inserts_since_sweep: Default::default(),
+            }),
         })
     }
 
@@ -113,6 +127,64 @@ impl SqliteStateStore {
     pub async fn sweep_expired(&self) -> Result<usize, StateError> {
         self.run(StateError::StoreUnavailable, sweep).await
     }
+
+    /// Raises the stored epoch to at least `at_least` (never lowers it),
+    /// committed with a full fsync; returns the stored epoch. The Redis store
+    /// mirrors every epoch it sees here, so a Redis that loses its data cannot
+    /// resurrect revoked leases.
+    pub async fn raise_epoch_to(&self, at_least: u64) -> Result<u64, StateError> {
+        self.run(StateError::StoreUnavailable, move |conn| {
+            with_full_sync(conn, |conn| {
+                conn.query_row(
+                    "UPDATE revocation SET epoch = MAX(epoch, ?1) WHERE id = 1 RETURNING epoch",
+                    [to_sql_u64(at_least)],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .map(from_sql_u64)
+        })
+        .await
+    }
+}
+
+impl SqliteStateStore {
+    /// Whether this broker has used the external store `name` before.
+    pub async fn external_store_used(&self, name: &str) -> Result<bool, StateError> {
+        let name = name.to_string();
+        self.run(StateError::StoreUnavailable, move |conn| {
+            conn.query_row("SELECT 1 FROM external_stores WHERE name = ?1", [name], |_| Ok(())).optional()
+        })
+        .await
+        .map(|found| found.is_some())
+    }
+
+    /// Records (durably, full fsync) that this broker uses the external store `name`.
+    pub async fn mark_external_store_used(&self, name: &str) -> Result<(), StateError> {
+        let name = name.to_string();
+        self.run(StateError::StoreUnavailable, move |conn| {
+            with_full_sync(conn, |conn| {
+                conn.execute(
+                    "INSERT INTO external_stores (name, first_used_ms) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+                    params![name, now_ms()],
+                )
+            })
+            .map(|_| ())
+        })
+        .await
+    }
+}
+
+/// Runs `op` with `synchronous=FULL` (an fsync per commit), then back to NORMAL.
+fn with_full_sync<T>(
+    conn: &mut Connection,
+    op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.execute_batch("PRAGMA synchronous = FULL")?;
+    let result = op(conn);
+    let restored = conn.execute_batch("PRAGMA synchronous = NORMAL");
+    let value = result?;
+    restored?;
+    Ok(value)
 }
 
 fn sweep(conn: &mut Connection) -> rusqlite::Result<usize> {
@@ -130,12 +202,14 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
             "state schema version {found} is newer than supported {SCHEMA_VERSION}"
         )));
     }
-    if found < 1 {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch(SCHEMA_V1)?;
-        tx.execute("DELETE FROM schema_version", [])?;
-        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [SCHEMA_VERSION])?;
-        tx.commit()?;
+    for (version, sql) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+        if found < version {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute_batch(sql)?;
+            tx.execute("DELETE FROM schema_version", [])?;
+            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [version])?;
+            tx.commit()?;
+        }
     }
     Ok(())
 }
@@ -202,15 +276,12 @@ impl StateStore for SqliteStateStore {
 
     fn bump_epoch(&self) -> StateFuture<'_, u64> {
         self.run(StateError::StoreUnavailable, |conn| {
-            conn.execute_batch("PRAGMA synchronous = FULL")?;
-            let bumped =
+            with_full_sync(conn, |conn| {
                 conn.query_row("UPDATE revocation SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch", [], |r| {
                     r.get::<_, i64>(0)
-                });
-            let restored = conn.execute_batch("PRAGMA synchronous = NORMAL");
-            let epoch = bumped?;
-            restored?;
-            Ok(from_sql_u64(epoch))
+                })
+            })
+            .map(from_sql_u64)
         })
     }
 
@@ -295,5 +366,17 @@ impl StateStore for SqliteStateStore {
             )?;
             Ok(changed == 1)
         })
+    }
+
+    fn probe(&self) -> StateFuture<'_, ()> {
+        self.run(StateError::StoreUnavailable, |conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn endpoint(&self) -> String {
+        self.shared.path.display().to_string()
     }
 }

@@ -38,6 +38,8 @@ pub struct EgressConfig {
     pub allow_private_destinations: Vec<SocketAddr>,
     /// Extra trust anchors (DER) besides webpki roots, for test servers.
     pub extra_root_certs: Vec<Vec<u8>>,
+    /// TEST ONLY: secrets may go over plain http to `allow_private_destinations`.
+    pub test_secrets_over_http: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +48,27 @@ pub struct OutboundRequest {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
+    /// Added by the host, never by the provider.
+    pub credentials: Credentials,
+}
+
+/// Secret-bearing headers and query parameters the host adds to a request.
+/// A provider header or parameter of the same name is dropped (and, for
+/// headers, reported as stripped). Wiped when dropped; `Debug` shows names.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub headers: Vec<(String, zeroize::Zeroizing<String>)>,
+    pub query: Vec<(String, zeroize::Zeroizing<String>)>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |l: &[(String, zeroize::Zeroizing<String>)]| l.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        f.debug_struct("Credentials")
+            .field("headers", &names(&self.headers))
+            .field("query", &names(&self.query))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +176,20 @@ impl EgressClient {
         self.config.proxy_url.is_some()
     }
 
+    /// Secrets travel only over HTTPS — or, TEST ONLY with
+    /// `test_secrets_over_http`, to a destination in `allow_private_destinations`.
+    pub fn may_carry_secrets(&self, dest: &Destination) -> bool {
+        if dest.sink.https {
+            return true;
+        }
+        let test_override =
+            self.config.test_secrets_over_http && self.config.allow_private_destinations.contains(&dest.pinned);
+        if test_override {
+            tracing::warn!(dest = %dest.pinned, "TEST-ONLY allow_private_destinations: secrets sent without TLS");
+        }
+        test_override
+    }
+
     /// Steps 3 and 4: sink check against the action's rules and the grant's
     /// sinks, then resolution and classification of every returned address.
     pub async fn authorize(
@@ -251,6 +288,21 @@ impl EgressClient {
             Method::from_bytes(dest.sink.method.as_bytes()).map_err(|_| FetchError::InvalidRequest("method".into()))?;
         let mut url = dest.sink.url.clone();
         url.set_fragment(None);
+        if !request.credentials.query.is_empty() {
+            let names: Vec<&str> = request.credentials.query.iter().map(|(n, _)| n.as_str()).collect();
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| !names.contains(&k.as_ref()))
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect();
+            url.set_query(None);
+            let mut pairs = url.query_pairs_mut();
+            pairs.extend_pairs(kept);
+            for (name, value) in &request.credentials.query {
+                pairs.append_pair(name, value);
+            }
+            drop(pairs);
+        }
         // Through a plain-http proxy the request line carries the absolute URL; otherwise origin-form.
         let target = if self.config.proxy_url.is_some() && !dest.sink.https {
             url.to_string()
@@ -263,9 +315,10 @@ impl EgressClient {
         let uri: Uri = target.parse().map_err(|_| FetchError::InvalidRequest("url".into()))?;
         let mut builder = Request::builder().method(method).uri(uri);
         let mut stripped = Vec::new();
+        let injected: Vec<String> = request.credentials.headers.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
         for (name, value) in &request.headers {
             let lower = name.to_ascii_lowercase();
-            if STRIPPED_EXACT.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+            if STRIPPED_EXACT.contains(&lower.as_str()) || lower.starts_with("proxy-") || injected.contains(&lower) {
                 stripped.push(lower);
                 continue;
             }
@@ -276,6 +329,16 @@ impl EgressClient {
                 .map_err(|_| FetchError::InvalidRequest(format!("header name `{name}`")))?;
             let value = HeaderValue::from_str(value)
                 .map_err(|_| FetchError::InvalidRequest(format!("header value for `{name}`")))?;
+            builder = builder.header(name, value);
+        }
+        for (name, value) in &request.credentials.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| FetchError::InvalidRequest(format!("secret header name `{name}`")))?;
+            // The message names the header, never the value.
+            let mut value = HeaderValue::from_str(value).map_err(|_| {
+                FetchError::InvalidRequest(format!("the secret for `{name}` is not a valid header value"))
+            })?;
+            value.set_sensitive(true);
             builder = builder.header(name, value);
         }
         let default_port = if dest.sink.https { 443 } else { 80 };

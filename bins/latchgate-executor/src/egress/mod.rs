@@ -8,7 +8,8 @@ mod client;
 mod resolve;
 
 pub use client::{
-    Destination, EgressClient, EgressConfig, EgressSetupError, FetchError, InboundResponse, OutboundRequest,
+    Credentials, Destination, EgressClient, EgressConfig, EgressSetupError, FetchError, InboundResponse,
+    OutboundRequest,
 };
 pub use latchgate_core::address::{AddressVerdict, classify};
 pub use resolve::{Resolve, ResolveFuture, SystemResolver};

@@ -1,4 +1,6 @@
-//! `latchgate:io/http`: the egress order, steps 1–5, for one provider request.
+//! `latchgate:io/http`: the egress order, steps 1–5, for one provider request,
+//! with the call's secrets added at the transport layer (step 5) and scrubbed
+//! from everything handed back to the provider.
 
 use super::CallState;
 use super::latchgate::io::http::{Header, Host, Request, Response};
@@ -38,6 +40,21 @@ impl Host for CallState {
             }
         };
         observation.sink = destination.origin();
+        let credentials = if self.secrets.is_empty() {
+            Default::default()
+        } else if egress.may_carry_secrets(&destination) {
+            self.secrets.credentials()
+        } else {
+            observation.error = Some("secrets_need_https".into());
+            observation.duration_us = micros(started.elapsed());
+            self.observations.push(IoObservation::Http(observation));
+            let detail = format!(
+                "secrets ({}) are sent only over https, not to {}",
+                self.secrets.names().join(", "),
+                destination.origin()
+            );
+            return Err(self.violate(FailureClass::EgressDenied, detail));
+        };
         if !egress.uses_proxy() {
             observation.connected_to = Some(destination.pinned.to_string());
         }
@@ -48,6 +65,7 @@ impl Host for CallState {
             url: req.url,
             headers: req.headers.into_iter().map(|h| (h.name, h.value)).collect(),
             body: req.body,
+            credentials,
         };
         let result = if timeout.is_zero() {
             Err(FetchError::Timeout)
@@ -55,23 +73,34 @@ impl Host for CallState {
             self.tokio.block_on(egress.send(&destination, &outbound, timeout, self.max_host_response_bytes))
         };
         observation.duration_us = micros(started.elapsed());
+        let secrets = &self.secrets;
         let answer = match result {
             Ok((response, stripped)) => {
+                // Everything below is what the provider (and from it the
+                // agent, receipts and logs) may see: scrubbed of the secrets.
+                let body = if secrets.is_empty() { response.body.to_vec() } else { secrets.redact(&response.body) };
                 observation.stripped_headers = stripped;
                 observation.status = Some(response.status);
-                observation.response_bytes = response.body.len() as u64;
-                observation.response_sha256 = Some(sha256_tagged(&response.body));
+                observation.response_bytes = body.len() as u64;
+                observation.response_sha256 = Some(sha256_tagged(&body));
                 Ok(Response {
                     status: response.status,
-                    headers: response.headers.into_iter().map(|(name, value)| Header { name, value }).collect(),
-                    body: response.body.to_vec(),
+                    headers: response
+                        .headers
+                        .into_iter()
+                        .map(|(name, value)| Header {
+                            name: secrets.redact_text(&name),
+                            value: secrets.redact_text(&value),
+                        })
+                        .collect(),
+                    body,
                 })
             }
             Err(e) => {
                 observation.error = Some(e.code().to_string());
                 Err(match e {
-                    FetchError::InvalidRequest(m) => IoError::InvalidRequest(m),
-                    FetchError::Network(m) => IoError::Network(m),
+                    FetchError::InvalidRequest(m) => IoError::InvalidRequest(secrets.redact_text(&m)),
+                    FetchError::Network(m) => IoError::Network(secrets.redact_text(&m)),
                     FetchError::Timeout => IoError::Timeout,
                     FetchError::ResponseTooLarge => IoError::ResponseTooLarge,
                 })

@@ -102,6 +102,8 @@ pub(crate) struct CallState {
     pub observations: Vec<IoObservation>,
     pub violation: Option<Violation>,
     pub log_lines: u32,
+    /// This call's secrets (wiped when the call's store drops).
+    pub secrets: crate::secrets::CallSecrets,
 }
 
 impl CallState {

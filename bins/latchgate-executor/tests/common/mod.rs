@@ -222,25 +222,36 @@ impl Drop for Target {
 }
 
 pub async fn start_target() -> Target {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen: Arc<Mutex<Vec<SeenRequest>>> = Arc::default();
     let recorder = seen.clone();
+    let (addr, task) = serve(move |req| answer(req, recorder.clone())).await;
+    Target { addr, seen, task }
+}
+
+/// A loopback HTTP/1.1 server answering every request with `respond`; the
+/// task serves until it is aborted.
+pub async fn serve<F, Fut>(respond: F) -> (SocketAddr, tokio::task::JoinHandle<()>)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
-            let recorder = recorder.clone();
+            let respond = respond.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let recorder = recorder.clone();
-                    async move { Ok::<_, std::convert::Infallible>(answer(req, recorder).await) }
+                    let respond = respond.clone();
+                    async move { Ok::<_, std::convert::Infallible>(respond(req).await) }
                 });
                 let _ =
                     hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
-    Target { addr, seen, task }
+    (addr, task)
 }
 
 async fn answer(req: Request<Incoming>, recorder: Arc<Mutex<Vec<SeenRequest>>>) -> Response<Full<Bytes>> {

@@ -88,14 +88,15 @@ fn print_human(doc: &Value) {
     let deps = &doc["dependencies"];
     let mut dep_line = String::from("\ndependencies:");
     for name in ["state_store", "evidence_ledger", "policy_engine"] {
-        let ok = deps[name]["ok"] == true;
+        let up = deps[name]["up"] == true;
+        let backend = deps[name]["backend"].as_str().map(|b| format!(" ({})", output::sanitize(b))).unwrap_or_default();
         dep_line.push_str(&format!(
-            " {name} {}",
-            if ok { Tone::Good.paint("ok", colour) } else { Tone::Bad.paint("FAILING", colour) }
+            " {name}{backend} {}",
+            if up { Tone::Good.paint("ok", colour) } else { Tone::Bad.paint("FAILING", colour) }
         ));
     }
     out.push_str(&dep_line);
-    if let Some(version) = deps["policy_engine"]["policy_version"].as_str() {
+    if let Some(version) = doc["policy_version"].as_str() {
         out.push_str(&format!(" (policy {})", output::sanitize(version)));
     }
     out.push('\n');

@@ -7,9 +7,12 @@ use std::io::Write;
 
 pub fn print(cfg: &LoadedConfig, children: &[(Role, u32, Option<ProcessStatus>)]) {
     let mode = match cfg.config.mode {
-        latchgate_core::config::Mode::Embedded => "embedded (SQLite state, embedded Rego)",
-        latchgate_core::config::Mode::Production => "production (Redis state, OPA)",
+        latchgate_core::config::Mode::Embedded => "embedded",
+        latchgate_core::config::Mode::Production => "production",
     };
+    let state = if cfg.config.redis.is_some() { "Redis state" } else { "SQLite state" };
+    let policy = if cfg.config.opa.is_some() { "OPA" } else { "embedded Rego" };
+    let mode = format!("{mode} ({state}, {policy})");
     let actions = count_manifests(&cfg.manifests_dir());
     let mut out = String::new();
     out.push_str(&format!("LatchGate {} is up — {mode}\n", env!("CARGO_PKG_VERSION")));
