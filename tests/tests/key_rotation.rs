@@ -131,7 +131,7 @@ async fn rotation_keeps_old_receipts_leases_and_in_flight_grants_valid() {
         assert!(out.status.success(), "{receipt}\n{}", describe(&out));
     }
     // The whole ledger, spanning both receipt keys.
-    let out = latchgate(&dir.config_path(), &["verify", "--json"]);
+    let out = latchgate(&dir.config_path(), &["verify", "--offline", "--json"]);
     let verdict = json_of(&out);
     assert!(out.status.success() && verdict["ok"] == true, "{}", describe(&out));
     assert!(verdict["report"]["receipts"].as_u64().unwrap() >= 5, "{verdict}");

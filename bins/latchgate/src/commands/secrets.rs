@@ -10,6 +10,7 @@
 //! new file on its next request.
 
 use std::io::{IsTerminal, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -240,7 +241,14 @@ fn write_sops_config(secrets_file: &Path, recipient: &str) -> Result<Option<Path
         "# Written by `latchgate secrets init`: the recipient of {name}.\ncreation_rules:\n  - path_regex: '(^|/){}$'\n    age: {recipient}\n",
         regex_escape(&name)
     );
-    std::fs::write(&path, text)
+    // Owner-only like everything else in the key dir (production safety
+    // refuses group- or world-readable files there).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
         .map_err(|e| Failure::new("secrets_io_error", format!("{}: {e}", path.display()), "check the directory"))?;
     Ok(Some(path))
 }

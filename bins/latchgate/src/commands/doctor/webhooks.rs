@@ -11,7 +11,8 @@ use super::{Check, Context};
 pub fn checks(ctx: &Context) -> Vec<Check> {
     let Some(cfg) = &ctx.cfg else { return Vec::new() };
     if cfg.config.webhooks.is_empty() {
-        return vec![Check::skip("webhooks.endpoints", "no [[webhooks]] configured")];
+        // Dead letters outlive the receiver they were for.
+        return vec![Check::skip("webhooks.endpoints", "no [[webhooks]] configured"), dead_letters(ctx)];
     }
     let mut out = Vec::new();
     if let Err(e) = Webhooks::from_config(cfg) {
