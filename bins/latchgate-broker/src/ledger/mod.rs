@@ -82,6 +82,10 @@ struct Inner {
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// Prepared statements kept per connection: more than the writer and the
+/// readers' hot queries use, so none is parsed twice.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
 fn configure_writer(conn: &Connection, options: &LedgerOptions) -> Result<(), LedgerError> {
     // WAL: readers never block the writer. FULL: a COMMIT returns only after
     // the WAL is fsynced, which is what "durable before the response" means.
@@ -94,6 +98,8 @@ fn configure_writer(conn: &Connection, options: &LedgerOptions) -> Result<(), Le
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;",
     )?;
+    // Every statement of the writer stays prepared (rusqlite's default cache holds 16).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     if let Some(pages) = options.max_page_count {
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
     }
