@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::LedgerError;
+use super::checkpoint::Nudge;
 use super::event::{AuditEvent, GENESIS_PREV_HASH, NewAuditEvent, Witness, now_timestamp};
 use super::outbox::{self, OutboxRoutes};
 
@@ -160,11 +161,12 @@ pub(super) fn spawn(
     head: ChainHead,
     routes: OutboxRoutes,
     counters: Arc<WriterCounters>,
+    checkpoints: Nudge,
 ) -> std::io::Result<(JobSender, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
     let handle = std::thread::Builder::new()
         .name("ledger-writer".into())
-        .spawn(move || run(conn, head, &routes, receiver, &counters))?;
+        .spawn(move || run(conn, head, &routes, receiver, &counters, &checkpoints))?;
     Ok((sender, handle))
 }
 
@@ -174,6 +176,7 @@ fn run(
     routes: &OutboxRoutes,
     mut jobs: mpsc::Receiver<Box<dyn Job>>,
     counters: &WriterCounters,
+    checkpoints: &Nudge,
 ) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = Vec::with_capacity(16);
@@ -195,6 +198,7 @@ fn run(
         if outcome.is_ok() {
             counters.batches_committed.fetch_add(1, Ordering::Relaxed);
             counters.jobs_in_committed_batches.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            checkpoints.committed();
         } else {
             counters.batches_failed.fetch_add(1, Ordering::Relaxed);
         }
