@@ -187,3 +187,73 @@ fn malformed_leases_are_refused() {
         refused_with(&issuer.verifier(), junk, NOW, "lease_malformed");
     }
 }
+
+// --- the verified-lease memory: it skips the signature check, never a refusal ---
+
+#[test]
+fn remembered_lease_is_refused_the_moment_it_expires() {
+    let issuer = Issuer::new();
+    let verifier = issuer.verifier();
+    let lease = issuer.lease("jkt", NOW);
+    verifier.verify(&lease, NOW).unwrap();
+    verifier.verify(&lease, NOW + 100).unwrap();
+    refused_with(&verifier, &lease, NOW + 300 + 5, "lease_expired");
+    refused_with(&verifier, &lease, NOW + 10_000, "lease_expired");
+}
+
+#[test]
+fn remembered_lease_is_still_refused_before_it_is_valid() {
+    let issuer = Issuer::new();
+    let verifier = issuer.verifier();
+    let lease = issuer.lease("jkt", NOW);
+    verifier.verify(&lease, NOW).unwrap();
+    // The remembered claims are checked against the clock of each request.
+    refused_with(&verifier, &lease, NOW - 60, "lease_not_yet_valid");
+}
+
+#[test]
+fn a_tampered_copy_of_a_remembered_lease_is_verified_and_refused() {
+    let issuer = Issuer::new();
+    let verifier = issuer.verifier();
+    let lease = issuer.lease("jkt", NOW);
+    verifier.verify(&lease, NOW).unwrap();
+    let mut parts: Vec<String> = lease.split('.').map(str::to_owned).collect();
+    let mut claims = serde_json::to_value(issuer.claims("jkt", NOW)).unwrap();
+    claims["sub"] = json!("agent-admin");
+    parts[1] = b64url_encode(claims.to_string());
+    refused_with(&verifier, &parts.join("."), NOW, "lease_signature_invalid");
+    // A signature with a flipped byte is not the remembered lease either.
+    let mut bytes = lease.clone().into_bytes();
+    let last = bytes.len() - 2;
+    bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+    refused_with(&verifier, &String::from_utf8(bytes).unwrap(), NOW, "lease_signature_invalid");
+}
+
+#[test]
+fn a_verifier_for_rotated_keys_does_not_inherit_remembered_leases() {
+    let old = Issuer::new();
+    let new = Issuer::new();
+    let both: LeaseJwks =
+        latchgate_core::jose::Jwks { keys: vec![EcSigningJwk::new(&new.key.jwk), EcSigningJwk::new(&old.key.jwk)] };
+    let during = LeaseVerifier::from_jwks(&both).unwrap();
+    let lease = old.lease("jkt", NOW);
+    during.verify(&lease, NOW).unwrap();
+    // The old key retired: the verifier built from the new JWKS refuses it, and so does a clone.
+    let after = new.verifier();
+    refused_with(&after, &lease, NOW, "lease_unknown_kid");
+    let copy = during.clone();
+    copy.verify(&lease, NOW).unwrap();
+}
+
+#[test]
+fn many_distinct_leases_never_make_a_refusal_pass() {
+    let issuer = Issuer::new();
+    let verifier = issuer.verifier();
+    // More leases than the memory holds: old ones are dropped, all stay valid.
+    let leases: Vec<String> = (0..4200).map(|n| issuer.lease(&format!("jkt-{n}"), NOW)).collect();
+    for lease in &leases {
+        verifier.verify(lease, NOW).unwrap();
+    }
+    verifier.verify(&leases[0], NOW + 1).unwrap();
+    refused_with(&verifier, &leases[4199], NOW + 400, "lease_expired");
+}

@@ -292,6 +292,23 @@ async fn identity_leases_and_dpop_over_the_socket() {
         Some("lease_expired"),
     );
 
+    // A lease the front and broker verified (and remember as verified) stops
+    // working the moment it expires.
+    let short = lease_signed_by_gate(&fx.dir, &claims_for(&lease, key, now() - 298, 300, 0));
+    let proof = key.proof("POST", &htu, Some(&short)).unwrap();
+    let used = raw_execute(&mut http, &format!("DPoP {short}"), &proof, &params).await;
+    assert_eq!(used.0, 200, "a lease about to expire still works: {}", used.1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let proof = key.proof("POST", &htu, Some(&short)).unwrap();
+        let answer = raw_execute(&mut http, &format!("DPoP {short}"), &proof, &params).await;
+        if answer.0 != 200 || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_refused(&refused, 401, "lease_expired", Some("lease_expired"));
+
     // --- leases survive a full restart ----------------------------------------
     fx.gate.terminate(Duration::from_secs(40)).expect("gate stops on SIGTERM");
     fx.gate = Gate::start(&fx.dir);
@@ -302,6 +319,8 @@ async fn identity_leases_and_dpop_over_the_socket() {
     assert_eq!(after_restart.0, 200, "lease from before the restart: {}", after_restart.1);
 
     // --- revocation epoch: a bump kills every older lease, across restarts ----
+    // (`jwt` was just verified by the restarted front and broker, so this is
+    // also a remembered lease being refused.)
     let state = latchgate_broker::state::SqliteStateStore::open(&fx.dir.root.join("state/state.db")).unwrap();
     use latchgate_broker::state::StateStore;
     let epoch = state.bump_epoch().await.unwrap();

@@ -24,11 +24,13 @@ pub async fn authenticate_request(gate: &Gate, peer: &PeerCred, auth: &RequestAu
     check_principal(gate, peer, &lease)?;
     // Replay first, then the epoch (ARCHITECTURE.md order): a store that is
     // down answers `replay_cache_unavailable` before anything else.
+    // One store round trip for both.
     let replay_key = format!("{}:{}", proof.jkt, proof.jti);
-    if !gate.state.check_and_record_jti(&replay_key, DPOP_JTI_TTL_SECS).await.map_err(state_error)? {
+    let Some(epoch) =
+        gate.state.record_jti_and_read_epoch(&replay_key, DPOP_JTI_TTL_SECS).await.map_err(state_error)?
+    else {
         return Err(ApiError::new(ErrorCode::ReplayDetected).with_deny_reason("dpop_jti_reused"));
-    }
-    let epoch = gate.state.revocation_epoch().await.map_err(state_error)?;
+    };
     if lease.epoch < epoch {
         return Err(ApiError::new(ErrorCode::InvalidLease).with_deny_reason("lease_revoked"));
     }

@@ -178,3 +178,27 @@ async fn finalize_throughput_and_latency_figures() {
         ledger.shutdown().await;
     }
 }
+
+/// The writer no longer checkpoints inside its COMMITs; the checkpointer
+/// thread must still move committed pages from the WAL into the database
+/// file while the ledger is open (else the WAL grows without bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_pages_reach_the_database_file_while_the_ledger_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let ledger = Ledger::open(&path).unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    for n in 0..400 {
+        ledger.append_event(bulky_event(n)).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let size = std::fs::metadata(&path).unwrap().len();
+        if size >= before + 1_000_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "database file still {size} bytes (from {before}): no checkpoint ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ledger.shutdown().await;
+}

@@ -4,6 +4,7 @@
 //! the broker, which owns the current value; this module only exposes it.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -212,11 +213,31 @@ impl LeaseError {
     }
 }
 
+/// Leases remembered as verified, per verifier (see [`LeaseVerifier::verify`]).
+const MAX_VERIFIED_LEASES: usize = 4096;
+
 /// Verifies leases against the signer's lease public keys (several during a
 /// rotation), selected by `kid`.
-#[derive(Debug, Clone, Default)]
+///
+/// A lease whose signature verified is remembered (by its exact compact
+/// text) so that later requests with the same lease skip the ES256 check;
+/// its time claims are checked again on every use, so a remembered lease
+/// stops working the second it expires. The memory belongs to this set of
+/// keys: a verifier built from a rotated JWKS starts empty, and
+/// [`LeaseVerifier::add_key`] forgets everything. Revocation (the epoch) and
+/// proof replay are not checked here at all: the broker checks them on every
+/// request.
+#[derive(Debug, Default)]
 pub struct LeaseVerifier {
     keys: HashMap<String, [u8; 65]>,
+    verified: Mutex<HashMap<String, LeaseClaims>>,
+}
+
+impl Clone for LeaseVerifier {
+    /// Same keys, nothing remembered.
+    fn clone(&self) -> Self {
+        LeaseVerifier { keys: self.keys.clone(), verified: Mutex::default() }
+    }
 }
 
 impl LeaseVerifier {
@@ -243,6 +264,7 @@ impl LeaseVerifier {
     pub fn add_key(&mut self, jwk: &EcPublicJwk) -> Result<String, JwkError> {
         let kid = jwk.thumbprint();
         self.keys.insert(kid.clone(), jwk.uncompressed_point()?);
+        self.verified.get_mut().unwrap_or_else(PoisonError::into_inner).clear();
         Ok(kid)
     }
 
@@ -252,10 +274,41 @@ impl LeaseVerifier {
 
     /// Check a lease at `now` (Unix seconds). The signature is checked before
     /// the claims are decoded, so unauthenticated JSON is never interpreted.
+    /// A lease this verifier already verified skips the header and signature
+    /// checks (same bytes, same keys: same outcome) but not the claims checks.
     pub fn verify(&self, lease_jwt: &str, now: i64) -> Result<LeaseClaims, LeaseError> {
         if lease_jwt.len() > MAX_LEASE_BYTES {
             return Err(LeaseError::TooLarge);
         }
+        if let Some(claims) = self.remembered(lease_jwt) {
+            check_claims(&claims, now)?;
+            return Ok(claims);
+        }
+        let claims = self.verify_signed(lease_jwt)?;
+        check_claims(&claims, now)?;
+        self.remember(lease_jwt, &claims, now);
+        Ok(claims)
+    }
+
+    fn remembered(&self, lease_jwt: &str) -> Option<LeaseClaims> {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner).get(lease_jwt).cloned()
+    }
+
+    /// Only leases that passed every check are remembered; when the memory is
+    /// full, expired ones are dropped first, then everything.
+    fn remember(&self, lease_jwt: &str, claims: &LeaseClaims, now: i64) {
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= MAX_VERIFIED_LEASES {
+            verified.retain(|_, c| now < c.exp.saturating_add(LEASE_LEEWAY_SECONDS));
+            if verified.len() >= MAX_VERIFIED_LEASES {
+                verified.clear();
+            }
+        }
+        verified.insert(lease_jwt.to_owned(), claims.clone());
+    }
+
+    /// Header, key and signature checks; the claims as signed.
+    fn verify_signed(&self, lease_jwt: &str) -> Result<LeaseClaims, LeaseError> {
         let jws = CompactJws::split(lease_jwt).map_err(|_| LeaseError::Malformed)?;
         let header: JoseHeader = jws.header().map_err(|_| LeaseError::Malformed)?;
         if header.alg != ALG_ES256 {
@@ -274,9 +327,7 @@ impl LeaseVerifier {
         if !jws.verify_es256(point) {
             return Err(LeaseError::SignatureInvalid);
         }
-        let claims: LeaseClaims = jws.payload().map_err(|_| LeaseError::ClaimsInvalid)?;
-        check_claims(&claims, now)?;
-        Ok(claims)
+        jws.payload().map_err(|_| LeaseError::ClaimsInvalid)
     }
 }
 

@@ -13,6 +13,7 @@
 //!    and the intent stays pending (listed by [`Ledger::unresolved_intents`]).
 
 pub mod backup;
+mod checkpoint;
 mod error;
 mod event;
 mod intent;
@@ -85,6 +86,10 @@ struct Inner {
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// Prepared statements kept per connection: more than the writer and the
+/// readers' hot queries use, so none is parsed twice.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
 fn configure_writer(conn: &Connection, options: &LedgerOptions) -> Result<(), LedgerError> {
     // WAL: readers never block the writer. FULL: a COMMIT returns only after
     // the WAL is fsynced, which is what "durable before the response" means.
@@ -97,6 +102,10 @@ fn configure_writer(conn: &Connection, options: &LedgerOptions) -> Result<(), Le
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;",
     )?;
+    // Checkpoints run on their own thread (see `checkpoint`), not inside a COMMIT.
+    conn.query_row("PRAGMA wal_autocheckpoint = 0", [], |_| Ok(()))?;
+    // Every statement of the writer stays prepared (rusqlite's default cache holds 16).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     if let Some(pages) = options.max_page_count {
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
     }
@@ -115,7 +124,9 @@ impl Ledger {
         schema::migrate(&mut conn)?;
         let head = writer::load_head(&conn)?;
         let counters = Arc::new(writer::WriterCounters::default());
-        let (jobs, handle) = writer::spawn(conn, head, options.outbox_routes.clone(), Arc::clone(&counters))
+        let nudge = checkpoint::spawn(path.to_path_buf())
+            .map_err(|e| LedgerError::Persistence(format!("cannot start ledger checkpointer: {e}")))?;
+        let (jobs, handle) = writer::spawn(conn, head, options.outbox_routes.clone(), Arc::clone(&counters), nudge)
             .map_err(|e| LedgerError::Persistence(format!("cannot start ledger writer: {e}")))?;
         Ok(Ledger {
             inner: Arc::new(Inner {

@@ -73,11 +73,17 @@ pub(super) fn enqueue(conn: &Connection, event: &AuditEvent, routes: &OutboxRout
     let mut rows = 0;
     for kind in webhook_events(&event.event_type, &event.payload) {
         for webhook in routes.subscribers(kind) {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO webhook_outbox (delivery_id, webhook, event, event_seq, state, attempts, \
                  next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
-                params![uuid::Uuid::now_v7().to_string(), webhook, kind, event.seq as i64, event.ts],
-            )?;
+            )?
+            .execute(params![
+                uuid::Uuid::now_v7().to_string(),
+                webhook,
+                kind,
+                event.seq as i64,
+                event.ts
+            ])?;
             rows += 1;
         }
     }

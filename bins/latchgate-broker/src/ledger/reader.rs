@@ -133,14 +133,16 @@ pub fn unresolved_intents(conn: &Connection) -> Result<Vec<ExecutionIntent>, Led
 
 pub fn get_intent(conn: &Connection, intent_id: &str) -> Result<Option<ExecutionIntent>, LedgerError> {
     let mut statement =
-        conn.prepare(&format!("SELECT {INTENT_COLUMNS} FROM execution_intents WHERE intent_id = ?1"))?;
+        conn.prepare_cached(&format!("SELECT {INTENT_COLUMNS} FROM execution_intents WHERE intent_id = ?1"))?;
     let mut rows = statement.query([intent_id])?;
     rows.next()?.map(intent_from_row).transpose()
 }
 
 pub fn get_receipt(conn: &Connection, receipt_id: &str) -> Result<Option<Receipt>, LedgerError> {
-    let json: Option<String> =
-        conn.query_row("SELECT json FROM receipts WHERE receipt_id = ?1", [receipt_id], |r| r.get(0)).optional()?;
+    let json: Option<String> = conn
+        .prepare_cached("SELECT json FROM receipts WHERE receipt_id = ?1")?
+        .query_row([receipt_id], |r| r.get(0))
+        .optional()?;
     json.map(|j| serde_json::from_str(&j).map_err(|e| LedgerError::CorruptRow(format!("receipt {receipt_id}: {e}"))))
         .transpose()
 }

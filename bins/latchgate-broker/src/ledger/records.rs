@@ -20,18 +20,28 @@ pub(super) fn record_intent(ctx: &mut WriteCtx<'_>, intent: NewIntent) -> Result
     let created_at = now_timestamp();
     // One-shot: the grant row is the lock. A second intent for the same grant
     // inserts nothing and is refused.
-    let inserted = ctx.conn.execute(
-        "INSERT INTO consumed_grants (grant_id, consumed_at) VALUES (?1, ?2) ON CONFLICT(grant_id) DO NOTHING",
-        params![intent.grant_id, created_at],
-    )?;
+    let inserted = ctx
+        .conn
+        .prepare_cached(
+            "INSERT INTO consumed_grants (grant_id, consumed_at) VALUES (?1, ?2) ON CONFLICT(grant_id) DO NOTHING",
+        )?
+        .execute(params![intent.grant_id, created_at])?;
     if inserted == 0 {
         return Err(LedgerError::GrantConsumed(intent.grant_id));
     }
-    ctx.conn.execute(
-        "INSERT INTO execution_intents (intent_id, grant_id, trace_id, action_id, request_hash, created_at, state) \
+    ctx.conn
+        .prepare_cached(
+            "INSERT INTO execution_intents (intent_id, grant_id, trace_id, action_id, request_hash, created_at, state) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
-        params![intent.intent_id, intent.grant_id, intent.trace_id, intent.action_id, intent.request_hash, created_at],
-    )?;
+        )?
+        .execute(params![
+            intent.intent_id,
+            intent.grant_id,
+            intent.trace_id,
+            intent.action_id,
+            intent.request_hash,
+            created_at
+        ])?;
     let mut event = NewAuditEvent::new(INTENT_RECORDED_EVENT);
     event.trace_id = Some(intent.trace_id.clone());
     event.action_id = Some(intent.action_id.clone());
@@ -60,9 +70,8 @@ pub(super) fn record_intent(ctx: &mut WriteCtx<'_>, intent: NewIntent) -> Result
 fn pending_intent_grant(ctx: &WriteCtx<'_>, intent_id: &str) -> Result<String, LedgerError> {
     let row: Option<(String, String)> = ctx
         .conn
-        .query_row("SELECT grant_id, state FROM execution_intents WHERE intent_id = ?1", [intent_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .prepare_cached("SELECT grant_id, state FROM execution_intents WHERE intent_id = ?1")?
+        .query_row([intent_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((grant_id, state)) = row else {
         return Err(LedgerError::IntentNotFound(intent_id.to_string()));
@@ -74,10 +83,9 @@ fn pending_intent_grant(ctx: &WriteCtx<'_>, intent_id: &str) -> Result<String, L
 }
 
 fn close_intent(ctx: &WriteCtx<'_>, intent_id: &str, state: IntentState, resolved_at: &str) -> Result<(), LedgerError> {
-    ctx.conn.execute(
-        "UPDATE execution_intents SET state = ?2, resolved_at = ?3 WHERE intent_id = ?1",
-        params![intent_id, state.as_str(), resolved_at],
-    )?;
+    ctx.conn
+        .prepare_cached("UPDATE execution_intents SET state = ?2, resolved_at = ?3 WHERE intent_id = ?1")?
+        .execute(params![intent_id, state.as_str(), resolved_at])?;
     Ok(())
 }
 
@@ -88,11 +96,13 @@ pub(super) fn finalize(ctx: &mut WriteCtx<'_>, finalization: Finalization) -> Re
         return Err(LedgerError::IntentNotPending(intent_id, "receipt names another grant"));
     }
     let now = now_timestamp();
-    let inserted = ctx.conn.execute(
-        "INSERT INTO receipts (receipt_id, grant_id, json, created_at) VALUES (?1, ?2, ?3, ?4) \
+    let inserted = ctx
+        .conn
+        .prepare_cached(
+            "INSERT INTO receipts (receipt_id, grant_id, json, created_at) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT(receipt_id) DO NOTHING",
-        params![receipt.receipt_id, receipt.grant_id, serde_json::to_string(&receipt)?, now],
-    )?;
+        )?
+        .execute(params![receipt.receipt_id, receipt.grant_id, serde_json::to_string(&receipt)?, now])?;
     if inserted == 0 {
         return Err(LedgerError::ReceiptExists(receipt.receipt_id));
     }
@@ -128,10 +138,13 @@ pub(super) fn record_approval_outcome(
     outcome: ApprovalOutcome,
     event: NewAuditEvent,
 ) -> Result<AuditEvent, LedgerError> {
-    let inserted = ctx.conn.execute(
-        "INSERT INTO approval_outcomes (approval_id, outcome, operator, ts, plan_hash, reason, operator_jkt) \
+    let inserted = ctx
+        .conn
+        .prepare_cached(
+            "INSERT INTO approval_outcomes (approval_id, outcome, operator, ts, plan_hash, reason, operator_jkt) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(approval_id) DO NOTHING",
-        params![
+        )?
+        .execute(params![
             outcome.approval_id,
             outcome.outcome,
             outcome.operator,
@@ -139,8 +152,7 @@ pub(super) fn record_approval_outcome(
             outcome.plan_hash,
             outcome.reason,
             outcome.operator_jkt
-        ],
-    )?;
+        ])?;
     if inserted == 0 {
         return Err(LedgerError::ApprovalAlreadyDecided(outcome.approval_id));
     }
@@ -166,11 +178,14 @@ pub(super) fn record_approval(
         return Err(LedgerError::Encoding("plan_hash is not the hash of the plan text".into()));
     }
     let created_at = now_timestamp();
-    let inserted = ctx.conn.execute(
-        "INSERT INTO approvals (approval_id, trace_id, action_id, principal, session_id, request_hash, plan_hash, \
+    let inserted = ctx
+        .conn
+        .prepare_cached(
+            "INSERT INTO approvals (approval_id, trace_id, action_id, principal, session_id, request_hash, plan_hash, \
          plan, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT(approval_id) DO NOTHING",
-        params![
+        )?
+        .execute(params![
             approval.approval_id,
             approval.trace_id,
             approval.action_id,
@@ -181,8 +196,7 @@ pub(super) fn record_approval(
             approval.plan,
             created_at,
             approval.expires_at
-        ],
-    )?;
+        ])?;
     if inserted == 0 {
         return Err(LedgerError::ApprovalExists(approval.approval_id));
     }

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::LedgerError;
+use super::checkpoint::Nudge;
 use super::event::{AuditEvent, GENESIS_PREV_HASH, NewAuditEvent, Witness, now_timestamp};
 use super::outbox::{self, OutboxRoutes};
 
@@ -62,11 +63,13 @@ impl WriteCtx<'_> {
         };
         event.hash = event.compute_hash()?;
         let witness_json = event.witness.as_ref().map(serde_json::to_string).transpose()?;
-        self.conn.execute(
-            "INSERT INTO audit_events (seq, event_id, ts, event_type, trace_id, action_id, principal, \
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit_events (seq, event_id, ts, event_type, trace_id, action_id, principal, \
              session_id, decision, payload, witness, prev_hash, hash) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![
+            )?
+            .execute(params![
                 event.seq as i64,
                 event.event_id,
                 event.ts,
@@ -80,13 +83,13 @@ impl WriteCtx<'_> {
                 witness_json,
                 event.prev_hash,
                 event.hash,
-            ],
-        )?;
-        self.conn.execute(
-            "INSERT INTO chain_head (id, seq, hash) VALUES (1, ?1, ?2) \
-             ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-            params![event.seq as i64, event.hash],
-        )?;
+            ])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO chain_head (id, seq, hash) VALUES (1, ?1, ?2) \
+                 ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            )?
+            .execute(params![event.seq as i64, event.hash])?;
         self.head.seq = event.seq;
         self.head.hash = event.hash.clone();
         // Same savepoint as the event: both commit or neither does.
@@ -160,11 +163,12 @@ pub(super) fn spawn(
     head: ChainHead,
     routes: OutboxRoutes,
     counters: Arc<WriterCounters>,
+    checkpoints: Nudge,
 ) -> std::io::Result<(JobSender, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
     let handle = std::thread::Builder::new()
         .name("ledger-writer".into())
-        .spawn(move || run(conn, head, &routes, receiver, &counters))?;
+        .spawn(move || run(conn, head, &routes, receiver, &counters, &checkpoints))?;
     Ok((sender, handle))
 }
 
@@ -174,6 +178,7 @@ fn run(
     routes: &OutboxRoutes,
     mut jobs: mpsc::Receiver<Box<dyn Job>>,
     counters: &WriterCounters,
+    checkpoints: &Nudge,
 ) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = Vec::with_capacity(16);
@@ -195,6 +200,7 @@ fn run(
         if outcome.is_ok() {
             counters.batches_committed.fetch_add(1, Ordering::Relaxed);
             counters.jobs_in_committed_batches.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            checkpoints.committed();
         } else {
             counters.batches_failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -210,15 +216,22 @@ fn run_batch(
     routes: &OutboxRoutes,
     batch: &mut [Box<dyn Job>],
 ) -> Result<(), LedgerError> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result =
-        apply_all(conn, head, routes, batch).and_then(|()| conn.execute_batch("COMMIT").map_err(LedgerError::from));
+    control(conn, "BEGIN IMMEDIATE")?;
+    let result = apply_all(conn, head, routes, batch).and_then(|()| control(conn, "COMMIT"));
     if result.is_err() && !conn.is_autocommit() {
         // Best effort: if even ROLLBACK fails, the connection's next BEGIN fails too
         // and every later job is refused — failing closed, never answering falsely.
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = control(conn, "ROLLBACK");
     }
     result
+}
+
+/// One transaction-control statement, from the connection's statement cache:
+/// the writer runs several per job, and parsing them anew each time showed
+/// up in profiles.
+fn control(conn: &Connection, sql: &str) -> Result<(), LedgerError> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 fn apply_all(
@@ -228,15 +241,14 @@ fn apply_all(
     batch: &mut [Box<dyn Job>],
 ) -> Result<(), LedgerError> {
     for job in batch.iter_mut() {
-        conn.execute_batch("SAVEPOINT ledger_job")?;
+        control(conn, "SAVEPOINT ledger_job")?;
         let head_before = head.clone();
         let ok = job.apply(&mut WriteCtx { conn, head, routes });
-        if ok {
-            conn.execute_batch("RELEASE ledger_job")?;
-        } else {
+        if !ok {
             *head = head_before;
-            conn.execute_batch("ROLLBACK TO ledger_job; RELEASE ledger_job")?;
+            control(conn, "ROLLBACK TO ledger_job")?;
         }
+        control(conn, "RELEASE ledger_job")?;
         // SQLite rolls the whole transaction back by itself after some errors
         // (full disk, I/O): then nothing of this batch can commit.
         if conn.is_autocommit() {

@@ -270,7 +270,10 @@ pub(crate) async fn run_plan(
     stages: &mut Stages,
 ) -> Result<Answer, ApiError> {
     let session = plan.lease.sid.clone();
-    let refusal = match gate.state.debit(&session, 1, plan.cost_cents).await.map_err(state_error)? {
+    // The debit and the epoch re-check share one store round trip.
+    let (debited, epoch_read) =
+        gate.state.debit_and_read_epoch(&session, 1, plan.cost_cents).await.map_err(state_error)?;
+    let refusal = match debited {
         DebitOutcome::Debited(_) => None,
         DebitOutcome::Exhausted(_) => {
             gate_metrics().budget_exhausted();
@@ -294,11 +297,16 @@ pub(crate) async fn run_plan(
             tracing::error!(code = e.code(), error = %e, "budget refund failed");
         }
     };
-    let epoch = match gate.state.revocation_epoch().await {
-        Ok(epoch) => epoch,
-        Err(e) => {
+    let epoch = match epoch_read {
+        Some(Ok(epoch)) => epoch,
+        Some(Err(e)) => {
             refund().await;
             return Err(state_error(e));
+        }
+        // Debited without an epoch read: a backend breaking the trait's promise.
+        None => {
+            refund().await;
+            return Err(state_error(crate::state::StateError::StoreUnavailable("no epoch after the debit".into())));
         }
     };
     // A revoke-all since the caller authenticated (or since the call was held) kills it here.

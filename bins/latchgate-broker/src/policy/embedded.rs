@@ -1,14 +1,22 @@
 //! `EmbeddedRego`: the policy evaluated in-process by regorus (embedded mode).
 //!
-//! The policy and data are parsed and prepared once; each evaluation clones the
-//! prepared engine (copy-on-write data, shared modules) so evaluations never
-//! share mutable interpreter state and can run on several threads at once.
+//! The policy and data are parsed once and compiled to a regorus RVM program
+//! (bytecode, ~6x faster than the tree-walking interpreter on our policy).
+//! Each evaluation runs on a virtual machine of its own, taken from a small
+//! pool of machines loaded with that program and data, so evaluations never
+//! share mutable state and can run on several threads at once. The
+//! interpreter stays loaded beside it as the reference: the self-check at
+//! load requires both to give the same decision, `evaluate_raw` (what the
+//! OPA-compatible test server answers) uses it, and a differential test
+//! holds the two to identical decisions over many inputs.
 //! `reload` builds and self-checks a new engine before swapping it in, so a
 //! broken `data.json` never replaces a working policy.
 
 use super::types::{Budgets, PolicyAction, PolicyDecision, PolicyEgress, PolicyInput, TrustVerdict};
 use super::{PolicyEngine, PolicyError, PolicyFuture};
 use latchgate_core::action::{EgressProfile, RiskLevel};
+use regorus::rvm::program::Program;
+use regorus::rvm::vm::{RegoVM, VmError};
 use regorus::utils::limits::ExecutionTimerConfig;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -22,6 +30,15 @@ pub const POLICY_ENTRYPOINT: &str = "data.latchgate.decision";
 /// document) is cut off rather than holding a broker worker.
 const DEFAULT_EVAL_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// The RVM's runaway guard besides the clock: a decision of our policy takes
+/// a few thousand instructions, so this leaves room for data documents a
+/// thousand times larger while a runaway loop still stops in well under the
+/// time limit. Exceeding it is a [`PolicyError::Timeout`], like the clock.
+const MAX_VM_INSTRUCTIONS: usize = 5_000_000;
+
+/// Idle virtual machines kept per loaded policy (more are built on demand).
+const MAX_IDLE_VMS: usize = 16;
+
 pub struct EmbeddedRego {
     /// Rego sources (name, text) as loaded; kept to rebuild on a data reload.
     policies: Vec<(String, String)>,
@@ -31,8 +48,80 @@ pub struct EmbeddedRego {
 }
 
 struct Prepared {
+    /// The interpreter: the reference the compiled program is checked against.
     engine: regorus::Engine,
+    program: Arc<Program>,
+    data: regorus::Value,
+    idle_vms: Mutex<Vec<RegoVM>>,
+    timeout: Duration,
     policy_version: String,
+}
+
+impl Prepared {
+    fn take_vm(&self) -> Result<RegoVM, PolicyError> {
+        let idle = self.idle_vms.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        match idle {
+            Some(vm) => Ok(vm),
+            None => new_vm(&self.program, &self.data, self.timeout),
+        }
+    }
+
+    fn return_vm(&self, vm: RegoVM) {
+        let mut idle = self.idle_vms.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_VMS {
+            idle.push(vm);
+        }
+    }
+
+    /// `data.latchgate.decision` on the compiled program; `None` when undefined.
+    fn eval_compiled(&self, input: regorus::Value) -> Result<Option<serde_json::Value>, PolicyError> {
+        let timeout = self.timeout;
+        let mut vm = self.take_vm()?;
+        // Every execution starts from a clean machine state (rule cache,
+        // registers, timer); only the program and data carry over.
+        vm.set_input(input);
+        let started = std::time::Instant::now();
+        let result = vm.execute();
+        let value = match result {
+            Ok(value) => {
+                self.return_vm(vm);
+                value
+            }
+            // A machine that failed is dropped, not reused.
+            Err(VmError::InstructionLimitExceeded { .. } | VmError::TimeLimitExceeded { .. }) => {
+                return Err(PolicyError::Timeout(timeout));
+            }
+            Err(e) if started.elapsed() >= timeout => {
+                tracing::warn!(error = %e, "policy evaluation failed at its time limit");
+                return Err(PolicyError::Timeout(timeout));
+            }
+            Err(e) => return Err(PolicyError::Unavailable(e.to_string())),
+        };
+        engine_value_to_json(value)
+    }
+}
+
+fn new_vm(program: &Arc<Program>, data: &regorus::Value, timeout: Duration) -> Result<RegoVM, PolicyError> {
+    let mut vm = RegoVM::new();
+    vm.load_program(Arc::clone(program));
+    vm.set_data(data.clone()).map_err(|e| PolicyError::Load(format!("data.json: {e}")))?;
+    vm.set_max_instructions(MAX_VM_INSTRUCTIONS);
+    // As the interpreter: a builtin given the wrong type is an evaluation
+    // error (503), not a silently undefined expression.
+    vm.set_strict_builtin_errors(true);
+    vm.set_execution_timer_config(Some(timer_config(timeout)));
+    Ok(vm)
+}
+
+fn timer_config(timeout: Duration) -> ExecutionTimerConfig {
+    ExecutionTimerConfig { limit: timeout, check_interval: NonZeroU32::MIN }
+}
+
+fn engine_value_to_json(value: regorus::Value) -> Result<Option<serde_json::Value>, PolicyError> {
+    if value == regorus::Value::Undefined {
+        return Ok(None);
+    }
+    serde_json::to_value(&value).map(Some).map_err(|e| PolicyError::InvalidResponse(e.to_string()))
 }
 
 impl std::fmt::Debug for EmbeddedRego {
@@ -87,14 +176,21 @@ impl EmbeddedRego {
     /// The decision, computed on the calling thread (microseconds; the
     /// trait's future is this, already resolved).
     pub fn evaluate(&self, input: &PolicyInput) -> Result<PolicyDecision, PolicyError> {
-        let prepared = self.current();
-        let mut engine = prepared.engine.clone();
-        let value = eval_decision(&mut engine, input, self.timeout)?;
+        let value = self
+            .evaluate_compiled_raw(&policy_input_json(input)?)?
+            .ok_or_else(|| PolicyError::InvalidResponse(format!("{POLICY_ENTRYPOINT} is undefined")))?;
         PolicyDecision::from_engine_value(value, input)
     }
 
+    /// The undecoded value of `data.latchgate.decision` from the compiled
+    /// program (`None` when undefined): what [`EmbeddedRego::evaluate`] decodes.
+    pub fn evaluate_compiled_raw(&self, input: &serde_json::Value) -> Result<Option<serde_json::Value>, PolicyError> {
+        self.current().eval_compiled(regorus::Value::from(input.clone()))
+    }
+
     /// The undecoded value of `data.latchgate.decision` (`None` when
-    /// undefined), as OPA would answer it in `result`.
+    /// undefined) from the regorus interpreter, as OPA would answer it in
+    /// `result`: the reference the compiled program is held to.
     pub fn evaluate_raw(&self, input: &serde_json::Value) -> Result<Option<serde_json::Value>, PolicyError> {
         let prepared = self.current();
         let mut engine = prepared.engine.clone();
@@ -150,22 +246,48 @@ fn read_policies(dir: &Path) -> Result<Vec<(String, String)>, PolicyError> {
         .collect()
 }
 
-/// Parse, add data, and evaluate once with a probe input: this prepares the
-/// engine (so clones skip preparation) and proves the policy yields a
-/// well-formed decision before it is put in service.
+/// Parse, add data, evaluate once with a probe input (this prepares the
+/// interpreter, so clones skip preparation, and proves the policy yields a
+/// well-formed decision), compile to the RVM and require the compiled
+/// program to give the very same decision before it is put in service.
 fn prepare(policies: &[(String, String)], data_json: &str, timeout: Duration) -> Result<Prepared, PolicyError> {
     let mut engine = regorus::Engine::new();
     for (name, text) in policies {
         engine.add_policy(name.clone(), text.clone()).map_err(|e| PolicyError::Load(format!("{name}: {e}")))?;
     }
     let data = regorus::Value::from_json_str(data_json).map_err(|e| PolicyError::Load(format!("data.json: {e}")))?;
-    engine.add_data(data).map_err(|e| PolicyError::Load(format!("data.json: {e}")))?;
+    engine.add_data(data.clone()).map_err(|e| PolicyError::Load(format!("data.json: {e}")))?;
     let probe = probe_input();
     let value =
         eval_decision(&mut engine, &probe, timeout).map_err(|e| PolicyError::Load(format!("self-check: {e}")))?;
-    let decision =
-        PolicyDecision::from_engine_value(value, &probe).map_err(|e| PolicyError::Load(format!("self-check: {e}")))?;
-    Ok(Prepared { engine, policy_version: decision.policy_version })
+    let decision = PolicyDecision::from_engine_value(value.clone(), &probe)
+        .map_err(|e| PolicyError::Load(format!("self-check: {e}")))?;
+    let entrypoint: regorus::Rc<str> = POLICY_ENTRYPOINT.into();
+    let compiled =
+        engine.compile_with_entrypoint(&entrypoint).map_err(|e| PolicyError::Load(format!("compile: {e}")))?;
+    let program = regorus::languages::rego::compiler::Compiler::compile_from_policy(&compiled, &[POLICY_ENTRYPOINT])
+        .map_err(|e| PolicyError::Load(format!("compile: {e}")))?;
+    let prepared = Prepared {
+        engine,
+        program,
+        data,
+        idle_vms: Mutex::new(Vec::new()),
+        timeout,
+        policy_version: decision.policy_version,
+    };
+    let compiled_value = prepared
+        .eval_compiled(regorus::Value::from(policy_input_json(&probe)?))
+        .map_err(|e| PolicyError::Load(format!("self-check (compiled): {e}")))?;
+    if compiled_value.as_ref() != Some(&value) {
+        return Err(PolicyError::Load(
+            "self-check: the compiled policy decides differently from the interpreter".into(),
+        ));
+    }
+    Ok(prepared)
+}
+
+fn policy_input_json(input: &PolicyInput) -> Result<serde_json::Value, PolicyError> {
+    serde_json::to_value(input).map_err(|e| PolicyError::Unavailable(format!("input: {e}")))
 }
 
 fn eval_decision(
@@ -173,8 +295,7 @@ fn eval_decision(
     input: &PolicyInput,
     timeout: Duration,
 ) -> Result<serde_json::Value, PolicyError> {
-    let input_value = serde_json::to_value(input).map_err(|e| PolicyError::Unavailable(format!("input: {e}")))?;
-    eval_value(engine, input_value, timeout)?
+    eval_value(engine, policy_input_json(input)?, timeout)?
         .ok_or_else(|| PolicyError::InvalidResponse(format!("{POLICY_ENTRYPOINT} is undefined")))
 }
 
@@ -185,7 +306,7 @@ fn eval_value(
     timeout: Duration,
 ) -> Result<Option<serde_json::Value>, PolicyError> {
     engine.set_input(regorus::Value::from(input));
-    engine.set_execution_timer_config(ExecutionTimerConfig { limit: timeout, check_interval: NonZeroU32::MIN });
+    engine.set_execution_timer_config(timer_config(timeout));
     let started = std::time::Instant::now();
     let value = engine.eval_rule(POLICY_ENTRYPOINT.to_owned()).map_err(|e| {
         if started.elapsed() >= timeout {
@@ -194,10 +315,7 @@ fn eval_value(
             PolicyError::Unavailable(e.to_string())
         }
     })?;
-    if value == regorus::Value::Undefined {
-        return Ok(None);
-    }
-    serde_json::to_value(&value).map(Some).map_err(|e| PolicyError::InvalidResponse(e.to_string()))
+    engine_value_to_json(value)
 }
 
 /// A deliberately unprivileged input: the self-check (and every engine's

@@ -23,6 +23,35 @@ pub async fn run_contract_suite(store: Arc<dyn StateStore>) {
     budget_is_never_reset_by_a_second_init(store.as_ref()).await;
     epoch_bump_is_monotonic(store.as_ref()).await;
     approval_is_claimed_once_under_concurrency(Arc::clone(&store)).await;
+    combined_calls_keep_each_steps_answer(store.as_ref()).await;
+}
+
+/// The one-round-trip forms answer exactly what their steps answer alone.
+pub async fn combined_calls_keep_each_steps_answer(store: &dyn StateStore) {
+    let epoch = store.revocation_epoch().await.unwrap();
+    let jti = unique("jti");
+    assert_eq!(store.record_jti_and_read_epoch(&jti, 180).await.unwrap(), Some(epoch), "fresh jti: the epoch");
+    assert_eq!(store.record_jti_and_read_epoch(&jti, 180).await.unwrap(), None, "replayed jti: no epoch");
+    assert!(!store.check_and_record_jti(&jti, 180).await.unwrap(), "the combined form recorded the jti");
+
+    let session = unique("session");
+    let (outcome, read) = store.debit_and_read_epoch(&session, 1, 0).await.unwrap();
+    assert_eq!((outcome, read.is_none()), (DebitOutcome::UnknownSession, true), "unknown session: no debit");
+    let limits = BudgetLimits { max_calls: Some(1), max_cost_cents: None };
+    assert!(store.init_session_budget(&session, limits, 300).await.unwrap());
+    match store.debit_and_read_epoch(&session, 1, 5).await.unwrap() {
+        (DebitOutcome::Debited(after), Some(Ok(read))) => {
+            assert_eq!((after.used_calls, after.used_cost_cents), (1, 5));
+            assert_eq!(read, epoch);
+        }
+        other => panic!("expected a debit with the epoch, got {other:?}"),
+    }
+    match store.debit_and_read_epoch(&session, 1, 0).await.unwrap() {
+        (DebitOutcome::Exhausted(before), None) => assert_eq!(before.used_calls, 1),
+        other => panic!("expected exhausted without an epoch read, got {other:?}"),
+    }
+    let snapshot = store.budget_snapshot(&session).await.unwrap().unwrap();
+    assert_eq!((snapshot.used_calls, snapshot.used_cost_cents), (1, 5), "the refused debit changed nothing");
 }
 
 pub async fn replayed_jti_is_detected_within_ttl_and_allowed_after(store: &dyn StateStore) {

@@ -23,6 +23,9 @@ pub use sqlite::SqliteStateStore;
 /// Replay window of a DPoP proof `jti` (API.md: single use for 180 s).
 pub const DPOP_JTI_TTL_SECS: u64 = 180;
 
+/// An epoch read that follows another step of the same call.
+pub type EpochRead = Result<u64, StateError>;
+
 pub type StateFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StateError>> + Send + 'a>>;
 
 /// The store is unreachable or failing; each variant is the 503 the caller answers.
@@ -93,6 +96,38 @@ pub trait StateStore: Send + Sync {
 
     /// The current revocation epoch (0 before the first bump).
     fn revocation_epoch(&self) -> StateFuture<'_, u64>;
+
+    /// [`StateStore::check_and_record_jti`], then — only for a fresh `jti` —
+    /// [`StateStore::revocation_epoch`]: `None` for a replay, else the epoch.
+    /// Each step fails with its own code. A backend may do both in one round
+    /// trip; the default runs them one after the other.
+    fn record_jti_and_read_epoch<'a>(&'a self, jti: &'a str, ttl_secs: u64) -> StateFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            if !self.check_and_record_jti(jti, ttl_secs).await? {
+                return Ok(None);
+            }
+            self.revocation_epoch().await.map(Some)
+        })
+    }
+
+    /// [`StateStore::debit`], then — only when it debited — the revocation
+    /// epoch, whose failure is returned beside the debit (which stands until
+    /// the caller refunds it). One round trip where the backend can.
+    fn debit_and_read_epoch<'a>(
+        &'a self,
+        session_id: &'a str,
+        calls: u64,
+        cost_cents: u64,
+    ) -> StateFuture<'a, (DebitOutcome, Option<EpochRead>)> {
+        Box::pin(async move {
+            let outcome = self.debit(session_id, calls, cost_cents).await?;
+            let epoch = match outcome {
+                DebitOutcome::Debited(_) => Some(self.revocation_epoch().await),
+                _ => None,
+            };
+            Ok((outcome, epoch))
+        })
+    }
 
     /// Increments the epoch durably and returns the new value; leases and
     /// grants of older epochs are dead from then on.

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{BudgetLimits, BudgetSnapshot, DebitOutcome, StateError, StateFuture, StateStore};
+use super::{BudgetLimits, BudgetSnapshot, DebitOutcome, EpochRead, StateError, StateFuture, StateStore};
 
 const SCHEMA_VERSION: i64 = 2;
 const SCHEMA_V1: &str = r#"
@@ -215,22 +215,78 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 fn read_budget(conn: &Connection, session_id: &str, now: i64) -> rusqlite::Result<Option<BudgetSnapshot>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT max_calls, max_cost_cents, used_calls, used_cost_cents FROM session_budgets \
          WHERE session_id = ?1 AND expires_at_ms > ?2",
-        params![session_id, now],
-        |r| {
-            Ok(BudgetSnapshot {
-                limits: BudgetLimits {
-                    max_calls: r.get::<_, Option<i64>>(0)?.map(from_sql_u64),
-                    max_cost_cents: r.get::<_, Option<i64>>(1)?.map(from_sql_u64),
-                },
-                used_calls: from_sql_u64(r.get(2)?),
-                used_cost_cents: from_sql_u64(r.get(3)?),
-            })
-        },
-    )
+    )?
+    .query_row(params![session_id, now], |r| {
+        Ok(BudgetSnapshot {
+            limits: BudgetLimits {
+                max_calls: r.get::<_, Option<i64>>(0)?.map(from_sql_u64),
+                max_cost_cents: r.get::<_, Option<i64>>(1)?.map(from_sql_u64),
+            },
+            used_calls: from_sql_u64(r.get(2)?),
+            used_cost_cents: from_sql_u64(r.get(3)?),
+        })
+    })
     .optional()
+}
+
+/// Records a DPoP `jti`; `true` if fresh. Sweeps now and then.
+fn record_jti(conn: &mut Connection, shared: &Shared, jti: &str, ttl_secs: u64) -> rusqlite::Result<bool> {
+    let now = now_ms();
+    // Insert, or take over an expired entry; a live entry is left alone.
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO replay_jti (jti, expires_at_ms) VALUES (?1, ?2) \
+             ON CONFLICT(jti) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
+             WHERE replay_jti.expires_at_ms <= ?3",
+        )?
+        .execute(params![jti, now.saturating_add(ttl_ms(ttl_secs)), now])?;
+    let fresh = changed == 1;
+    if fresh {
+        let count = shared.inserts_since_sweep.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if count.is_multiple_of(SWEEP_EVERY) {
+            // A failed sweep only delays cleanup; the answer above stands.
+            if let Err(e) = sweep(conn) {
+                tracing::warn!(error = %e, "state store sweep failed");
+            }
+        }
+    }
+    Ok(fresh)
+}
+
+fn read_epoch(conn: &Connection) -> rusqlite::Result<u64> {
+    let epoch: i64 = conn.prepare_cached("SELECT epoch FROM revocation WHERE id = 1")?.query_row([], |r| r.get(0))?;
+    Ok(from_sql_u64(epoch))
+}
+
+/// The epoch read that follows another operation in the same round trip;
+/// its failure keeps the epoch's own code.
+fn read_epoch_after(conn: &Connection) -> Result<u64, StateError> {
+    read_epoch(conn).map_err(|e| StateError::StoreUnavailable(e.to_string()))
+}
+
+/// All-or-nothing debit in one immediate transaction.
+fn debit(conn: &mut Connection, session_id: &str, calls: u64, cost_cents: u64) -> rusqlite::Result<DebitOutcome> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let Some(before) = read_budget(&tx, session_id, now_ms())? else {
+        return Ok(DebitOutcome::UnknownSession);
+    };
+    if !within(before.limits.max_calls, before.used_calls, calls)
+        || !within(before.limits.max_cost_cents, before.used_cost_cents, cost_cents)
+    {
+        return Ok(DebitOutcome::Exhausted(before));
+    }
+    let after = BudgetSnapshot {
+        used_calls: before.used_calls.saturating_add(calls),
+        used_cost_cents: before.used_cost_cents.saturating_add(cost_cents),
+        ..before
+    };
+    tx.prepare_cached("UPDATE session_budgets SET used_calls = ?2, used_cost_cents = ?3 WHERE session_id = ?1")?
+        .execute(params![session_id, to_sql_u64(after.used_calls), to_sql_u64(after.used_cost_cents)])?;
+    tx.commit()?;
+    Ok(DebitOutcome::Debited(after))
 }
 
 fn within(limit: Option<u64>, used: u64, more: u64) -> bool {
@@ -244,34 +300,37 @@ impl StateStore for SqliteStateStore {
     fn check_and_record_jti<'a>(&'a self, jti: &'a str, ttl_secs: u64) -> StateFuture<'a, bool> {
         let jti = jti.to_string();
         let shared = Arc::clone(&self.shared);
-        self.run(StateError::ReplayCacheUnavailable, move |conn| {
-            let now = now_ms();
-            // Insert, or take over an expired entry; a live entry is left alone.
-            let changed = conn.execute(
-                "INSERT INTO replay_jti (jti, expires_at_ms) VALUES (?1, ?2) \
-                 ON CONFLICT(jti) DO UPDATE SET expires_at_ms = excluded.expires_at_ms \
-                 WHERE replay_jti.expires_at_ms <= ?3",
-                params![jti, now.saturating_add(ttl_ms(ttl_secs)), now],
-            )?;
-            let fresh = changed == 1;
-            if fresh {
-                let count = shared.inserts_since_sweep.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if count.is_multiple_of(SWEEP_EVERY) {
-                    // A failed sweep only delays cleanup; the answer above stands.
-                    if let Err(e) = sweep(conn) {
-                        tracing::warn!(error = %e, "state store sweep failed");
-                    }
-                }
+        self.run(StateError::ReplayCacheUnavailable, move |conn| record_jti(conn, &shared, &jti, ttl_secs))
+    }
+
+    fn record_jti_and_read_epoch<'a>(&'a self, jti: &'a str, ttl_secs: u64) -> StateFuture<'a, Option<u64>> {
+        let jti = jti.to_string();
+        let shared = Arc::clone(&self.shared);
+        let both = self.run(StateError::ReplayCacheUnavailable, move |conn| {
+            if !record_jti(conn, &shared, &jti, ttl_secs)? {
+                return Ok(Ok(None));
             }
-            Ok(fresh)
+            Ok(read_epoch_after(conn).map(Some))
+        });
+        Box::pin(async move { both.await? })
+    }
+
+    fn debit_and_read_epoch<'a>(
+        &'a self,
+        session_id: &'a str,
+        calls: u64,
+        cost_cents: u64,
+    ) -> StateFuture<'a, (DebitOutcome, Option<EpochRead>)> {
+        let session_id = session_id.to_string();
+        self.run(StateError::BudgetStoreUnavailable, move |conn| {
+            let outcome = debit(conn, &session_id, calls, cost_cents)?;
+            let epoch = matches!(outcome, DebitOutcome::Debited(_)).then(|| read_epoch_after(conn));
+            Ok((outcome, epoch))
         })
     }
 
     fn revocation_epoch(&self) -> StateFuture<'_, u64> {
-        self.run(StateError::StoreUnavailable, |conn| {
-            let epoch: i64 = conn.query_row("SELECT epoch FROM revocation WHERE id = 1", [], |r| r.get(0))?;
-            Ok(from_sql_u64(epoch))
-        })
+        self.run(StateError::StoreUnavailable, |conn| read_epoch(conn))
     }
 
     fn bump_epoch(&self) -> StateFuture<'_, u64> {
@@ -294,21 +353,21 @@ impl StateStore for SqliteStateStore {
         let session_id = session_id.to_string();
         self.run(StateError::BudgetStoreUnavailable, move |conn| {
             let now = now_ms();
-            let changed = conn.execute(
+            let changed = conn.prepare_cached(
                 "INSERT INTO session_budgets (session_id, max_calls, max_cost_cents, used_calls, used_cost_cents, expires_at_ms) \
                  VALUES (?1, ?2, ?3, 0, 0, ?4) \
                  ON CONFLICT(session_id) DO UPDATE SET max_calls = excluded.max_calls, \
                    max_cost_cents = excluded.max_cost_cents, used_calls = 0, used_cost_cents = 0, \
                    expires_at_ms = excluded.expires_at_ms \
                  WHERE session_budgets.expires_at_ms <= ?5",
-                params![
+            )?
+            .execute(params![
                     session_id,
                     limits.max_calls.map(to_sql_u64),
                     limits.max_cost_cents.map(to_sql_u64),
                     now.saturating_add(ttl_ms(ttl_secs)),
                     now
-                ],
-            )?;
+                ])?;
             Ok(changed == 1)
         })
     }
@@ -320,38 +379,17 @@ impl StateStore for SqliteStateStore {
 
     fn debit<'a>(&'a self, session_id: &'a str, calls: u64, cost_cents: u64) -> StateFuture<'a, DebitOutcome> {
         let session_id = session_id.to_string();
-        self.run(StateError::BudgetStoreUnavailable, move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let Some(before) = read_budget(&tx, &session_id, now_ms())? else {
-                return Ok(DebitOutcome::UnknownSession);
-            };
-            if !within(before.limits.max_calls, before.used_calls, calls)
-                || !within(before.limits.max_cost_cents, before.used_cost_cents, cost_cents)
-            {
-                return Ok(DebitOutcome::Exhausted(before));
-            }
-            let after = BudgetSnapshot {
-                used_calls: before.used_calls.saturating_add(calls),
-                used_cost_cents: before.used_cost_cents.saturating_add(cost_cents),
-                ..before
-            };
-            tx.execute(
-                "UPDATE session_budgets SET used_calls = ?2, used_cost_cents = ?3 WHERE session_id = ?1",
-                params![session_id, to_sql_u64(after.used_calls), to_sql_u64(after.used_cost_cents)],
-            )?;
-            tx.commit()?;
-            Ok(DebitOutcome::Debited(after))
-        })
+        self.run(StateError::BudgetStoreUnavailable, move |conn| debit(conn, &session_id, calls, cost_cents))
     }
 
     fn refund<'a>(&'a self, session_id: &'a str, calls: u64, cost_cents: u64) -> StateFuture<'a, ()> {
         let session_id = session_id.to_string();
         self.run(StateError::BudgetStoreUnavailable, move |conn| {
-            conn.execute(
+            conn.prepare_cached(
                 "UPDATE session_budgets SET used_calls = MAX(used_calls - ?2, 0), \
                  used_cost_cents = MAX(used_cost_cents - ?3, 0) WHERE session_id = ?1",
-                params![session_id, to_sql_u64(calls), to_sql_u64(cost_cents)],
-            )?;
+            )?
+            .execute(params![session_id, to_sql_u64(calls), to_sql_u64(cost_cents)])?;
             Ok(())
         })
     }
