@@ -7,8 +7,16 @@ pub const CLIENT_SOCKET_NAME: &str = "gate.sock";
 pub const ADMIN_SOCKET_NAME: &str = "gate-admin.sock";
 pub const IPC_DIR_NAME: &str = "ipc";
 
+/// Set by the supervisor for its children: the runtime directory it resolved
+/// for itself. A child has already switched to its own uid, so resolving
+/// `/tmp/latchgate-<uid>` again would name another directory.
+pub const RUNTIME_DIR_ENV: &str = "LATCHGATE_RUNTIME_DIR";
+
 /// The runtime directory for sockets when the config names none.
 pub fn default_runtime_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(RUNTIME_DIR_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(dir) if !dir.is_empty() => Path::new(&dir).join("latchgate"),
         _ => PathBuf::from(format!("/tmp/latchgate-{}", nix::unistd::getuid().as_raw())),

@@ -35,6 +35,9 @@ pub fn spawn(role: Role, bin_dir: &Path, config: &Path, fds: ChildFds) -> std::i
         mappings.push(FdMapping { parent_fd: fd, child_fd });
     }
     command.env(FDS_ENV, spec.join(","));
+    // The children run under other uids: they must not re-derive the default
+    // `/tmp/latchgate-<uid>` runtime dir on their own.
+    command.env(latchgate_core::paths::RUNTIME_DIR_ENV, latchgate_core::paths::default_runtime_dir());
     command.fd_mappings(mappings).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let child = command
         .spawn()
