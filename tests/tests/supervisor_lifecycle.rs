@@ -130,3 +130,38 @@ async fn first_run_writes_default_config_and_dirs() {
     let banner = dir.log("fresh");
     assert!(banner.contains("client socket") && banner.contains(&socket.display().to_string()), "{banner}");
 }
+
+/// `make up` on a host without XDG_RUNTIME_DIR (root over ssh, a CI shell):
+/// the supervisor derives `/tmp/latchgate-<uid>`, and its children, which run
+/// under their own uids, must use that same directory rather than derive
+/// their own. This is the only test that uses the default runtime dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_without_xdg_runtime_dir_uses_the_supervisors_runtime_dir() {
+    let dir = GateDir::new();
+    let config = dir.root.join("fresh").join("latchgate.toml");
+    let runtime = std::path::PathBuf::from(format!("/tmp/latchgate-{}", nix::unistd::getuid().as_raw()));
+    let _ = std::fs::remove_dir_all(&runtime);
+    let log = std::fs::File::create(dir.log_path("fresh")).unwrap();
+    let mut child = std::process::Command::new(latchgate_tests::bin_dir().join("latchgate"))
+        .args(["up", "--config"])
+        .arg(&config)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove(latchgate_core::paths::RUNTIME_DIR_ENV)
+        .env("LATCHGATE_DATA_DIR", latchgate_tests::repo_root())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let socket = runtime.join("gate.sock");
+    let result = wait_for_status(&socket, "/readyz", 200, Duration::from_secs(60)).await;
+    let children = latchgate_tests::children_of(child.id());
+    signal(child.id(), Signal::SIGTERM);
+    let status = latchgate_tests::wait_exit(&mut child, Duration::from_secs(30));
+    result.unwrap_or_else(|e| panic!("{e}\n{}", dir.log("fresh")));
+    assert!(status.is_some_and(|s| s.success()), "{}", dir.log("fresh"));
+    for name in CHILDREN {
+        assert!(children.contains_key(name), "{name} was running: {children:?}");
+    }
+    assert!(!socket.exists(), "client socket removed on stop");
+    let _ = std::fs::remove_dir_all(&runtime);
+}
