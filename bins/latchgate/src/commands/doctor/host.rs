@@ -26,12 +26,13 @@ const MAX_EXPOSURE: f64 = 2.0;
 
 pub fn checks(ctx: &Context) -> Vec<Check> {
     let Some(cfg) = &ctx.cfg else { return Vec::new() };
-    let mut out = vec![mode(ctx, cfg), users(ctx)];
+    let units = unit_paths(ctx);
+    let units_installed = units.iter().any(|p| p.is_file());
+    let mut out = vec![mode(ctx, cfg), users(ctx, units_installed)];
     out.extend(permissions(ctx, cfg));
     out.push(admin_socket(ctx, cfg));
     out.push(operators(ctx, cfg));
-    let units = unit_paths(ctx);
-    if units.iter().any(|p| p.is_file()) {
+    if units_installed {
         out.extend(peer_uids_and_hidden_paths(ctx, cfg));
         out.extend(systemd_units(ctx, cfg, &units));
     } else {
@@ -64,16 +65,22 @@ fn mode(ctx: &Context, cfg: &LoadedConfig) -> Check {
     }
 }
 
-fn users(ctx: &Context) -> Check {
+/// The shared `latchgate` group comes from the units' sysusers file; under
+/// `latchgate serve` the supervisor creates the process users itself and no
+/// child needs that group, so it is required only when units are installed.
+fn users(ctx: &Context, units_installed: bool) -> Check {
     let mut missing: Vec<&str> = Role::CHILDREN
         .iter()
         .map(|r| r.system_user())
         .filter(|name| !matches!(User::from_name(name), Ok(Some(_))))
         .collect();
-    missing
-        .extend([PROCESS_GROUP, OPERATORS_GROUP].into_iter().filter(|g| !matches!(Group::from_name(g), Ok(Some(_)))));
+    let groups: &[&str] = if units_installed { &[PROCESS_GROUP, OPERATORS_GROUP] } else { &[OPERATORS_GROUP] };
+    missing.extend(groups.iter().copied().filter(|g| !matches!(Group::from_name(g), Ok(Some(_)))));
     if missing.is_empty() {
-        return Check::ok("users.system", "the four process users and the latchgate, latchgate-operators groups exist");
+        return Check::ok(
+            "users.system",
+            format!("the four process users and the {} group(s) exist", groups.join(", ")),
+        );
     }
     Check::problem(
         ctx,
