@@ -100,21 +100,33 @@ async fn gate_lifecycle_up_fail_closed_recover_and_stop() {
     assert!(!dir.admin_socket().exists(), "admin socket removed");
 }
 
+/// `latchgate up --config <config>` on a config that does not exist yet (the
+/// first run writes it), logging to `fresh.log`; `environment` sets where the
+/// runtime dir comes from.
+fn up_with_fresh_config(
+    dir: &GateDir,
+    config: &std::path::Path,
+    environment: impl FnOnce(&mut std::process::Command),
+) -> std::process::Child {
+    let log = std::fs::File::create(dir.log_path("fresh")).unwrap();
+    let mut up = std::process::Command::new(latchgate_tests::bin_dir().join("latchgate"));
+    up.args(["up", "--config"])
+        .arg(config)
+        .env("LATCHGATE_DATA_DIR", latchgate_tests::repo_root())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    environment(&mut up);
+    up.spawn().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_run_writes_default_config_and_dirs() {
     let dir = GateDir::new();
     let config = dir.root.join("fresh").join("latchgate.toml");
-    let log = std::fs::File::create(dir.log_path("fresh")).unwrap();
     // Sockets go to the default runtime dir; point XDG_RUNTIME_DIR into the temp dir.
-    let mut child = std::process::Command::new(latchgate_tests::bin_dir().join("latchgate"))
-        .args(["up", "--config"])
-        .arg(&config)
-        .env("XDG_RUNTIME_DIR", dir.root.join("xdg"))
-        .env("LATCHGATE_DATA_DIR", latchgate_tests::repo_root())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = up_with_fresh_config(&dir, &config, |up| {
+        up.env("XDG_RUNTIME_DIR", dir.root.join("xdg"));
+    });
     let socket = dir.root.join("xdg/latchgate/gate.sock");
     let result = wait_for_status(&socket, "/readyz", 200, Duration::from_secs(60)).await;
     signal(child.id(), Signal::SIGTERM);
@@ -141,17 +153,9 @@ async fn first_run_without_xdg_runtime_dir_uses_the_supervisors_runtime_dir() {
     let config = dir.root.join("fresh").join("latchgate.toml");
     let runtime = std::path::PathBuf::from(format!("/tmp/latchgate-{}", nix::unistd::getuid().as_raw()));
     let _ = std::fs::remove_dir_all(&runtime);
-    let log = std::fs::File::create(dir.log_path("fresh")).unwrap();
-    let mut child = std::process::Command::new(latchgate_tests::bin_dir().join("latchgate"))
-        .args(["up", "--config"])
-        .arg(&config)
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove(latchgate_core::paths::RUNTIME_DIR_ENV)
-        .env("LATCHGATE_DATA_DIR", latchgate_tests::repo_root())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = up_with_fresh_config(&dir, &config, |up| {
+        up.env_remove("XDG_RUNTIME_DIR").env_remove(latchgate_core::paths::RUNTIME_DIR_ENV);
+    });
     let socket = runtime.join("gate.sock");
     let result = wait_for_status(&socket, "/readyz", 200, Duration::from_secs(60)).await;
     let children = latchgate_tests::children_of(child.id());
