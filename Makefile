@@ -6,10 +6,10 @@ CONFIG ?= $(GATE_DIR)/latchgate.toml
 # 1 = the provider toolchain (rustc-web, cargo-web, rust-web-src, lld) is already installed.
 SKIP_APT ?= 0
 
-.PHONY: up test build build-release deps deps-test fmt lint providers providers-check providers-test bench clean
+.PHONY: up test reachable build build-release deps deps-test fmt lint providers providers-check providers-test bench clean
 
 ## Start the gate in embedded mode (SQLite + embedded Rego); Ctrl-C stops it.
-up: deps build-release
+up: reachable deps build-release
 	mkdir -p $(GATE_DIR)
 	LATCHGATE_DATA_DIR=$(CURDIR) ./target/release/latchgate up --config $(CONFIG)
 
@@ -21,13 +21,17 @@ CLIPPY_DRIVER := $(shell command -v clippy-driver 2>/dev/null)
 LINTED := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 
 ## Install test dependencies, build once, run all checks and tests.
-test: deps-test
+test: reachable deps-test
 	@[ -n "$(CLIPPY_DRIVER)" ] || { echo "make test: clippy-driver not found (rustup component add clippy)" >&2; exit 1; }
 	$(MAKE) --no-print-directory providers-check SKIP_APT=1
 	$(MAKE) --no-print-directory providers-test
 	$(CARGO) fmt --all -- --check
 	$(LINTED) $(CARGO) build --locked --workspace --all-targets
 	$(LINTED) $(CARGO) test --locked --workspace --no-fail-fast
+
+## As root the gate's processes run as their own users: they must reach this checkout.
+reachable:
+	@./scripts/check-reachable.sh $(CURDIR)
 
 deps:
 	./scripts/install-deps.sh build

@@ -169,3 +169,39 @@ async fn first_run_without_xdg_runtime_dir_uses_the_supervisors_runtime_dir() {
     assert!(!socket.exists(), "client socket removed on stop");
     let _ = std::fs::remove_dir_all(&runtime);
 }
+
+/// `make up` as root from a checkout under a private directory (`/root` is
+/// 0700): the children, each under its own user, cannot reach the data. The
+/// first one to look names the directory that stops it, and `latchgate up`
+/// fails at once instead of waiting out the stop grace of a child already dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_out_of_reach_of_the_process_users_fails_fast_naming_the_directory() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: only root drops the children to their own users");
+        return;
+    }
+    let dir = GateDir::new();
+    let private = dir.root.join("private");
+    std::fs::create_dir(&private).unwrap();
+    for data in ["manifests", "policies", "providers", "sandbox-profiles"] {
+        std::os::unix::fs::symlink(latchgate_tests::repo_root().join(data), private.join(data)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let config = dir.root.join("fresh").join("latchgate.toml");
+    let started = std::time::Instant::now();
+    let mut child = up_with_fresh_config(&dir, &config, |up| {
+        up.env("LATCHGATE_DATA_DIR", &private).env("XDG_RUNTIME_DIR", dir.root.join("xdg"));
+    });
+    let status = latchgate_tests::wait_exit(&mut child, Duration::from_secs(20));
+    let log = dir.log("fresh");
+    let status = status.unwrap_or_else(|| {
+        signal(child.id(), Signal::SIGKILL);
+        panic!("latchgate up still running {:?} after a child failed to start\n{log}", started.elapsed())
+    });
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("path_unreachable"), "stable code logged: {log}");
+    assert!(log.contains(&format!("{} does not let it through", private.display())), "names the directory: {log}");
+    assert!(log.contains("child_start_failed"), "{log}");
+    assert!(!dir.root.join("xdg/latchgate/gate.sock").exists(), "no socket left behind");
+}

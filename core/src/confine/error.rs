@@ -7,6 +7,12 @@ use std::path::PathBuf;
 pub enum ConfineError {
     #[error("cannot read sandbox profile {path}: {source}")]
     ProfileUnreadable { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{path} is out of reach of this process's user ({user}, uid {uid}): {blocked} does not let it through. \
+         Started as root, each gate process runs as its own user, so every directory above the data, \
+         state and key paths must be searchable by it: move them (e.g. out of /root) or `chmod o+x {blocked}`"
+    )]
+    PathUnreachable { path: PathBuf, blocked: PathBuf, user: String, uid: u32 },
     #[error("invalid sandbox profile {path}: {message}")]
     ProfileInvalid { path: PathBuf, message: String },
     #[error("sandbox profile {path}: entry #{index} ({entry}): {message}")]
@@ -44,6 +50,7 @@ impl ConfineError {
     pub fn code(&self) -> &'static str {
         match self {
             ConfineError::ProfileUnreadable { .. } => "sandbox_profile_unreadable",
+            ConfineError::PathUnreachable { .. } => "path_unreachable",
             ConfineError::ProfileInvalid { .. } => "sandbox_profile_invalid",
             ConfineError::ProfileEntryInvalid { .. } => "sandbox_profile_entry_invalid",
             ConfineError::PlaceholderMissing { .. } => "sandbox_profile_placeholder_missing",

@@ -114,6 +114,7 @@ pub fn load(
     tcp_connect_ports: &[u16],
 ) -> Result<ResolvedRules, ConfineError> {
     let path = profile_path(profiles_dir, role);
+    super::reach::require_reachable(&path)?;
     let text = std::fs::read_to_string(&path)
         .map_err(|source| ConfineError::ProfileUnreadable { path: path.clone(), source })?;
     resolve(&path, &text, role, paths, tcp_connect_ports)
@@ -168,6 +169,8 @@ pub fn resolve(
         if !resolved.is_absolute() {
             return Err(entry_error(format!("resolves to a relative path {}", resolved.display())));
         }
+        // Before `exists`, which answers "no" for a path we may not reach.
+        super::reach::require_reachable(&resolved)?;
         if !resolved.exists() {
             if rule.optional {
                 continue;

@@ -20,6 +20,7 @@ pub mod identity;
 pub mod kernel;
 pub mod landlock;
 pub mod proc_status;
+pub mod reach;
 pub mod report;
 pub mod seccomp;
 pub mod users;

@@ -97,6 +97,7 @@ pub fn profile_path(profiles_dir: &Path, role: Role) -> PathBuf {
 /// Read, validate and compile the profile of `role` from `profiles_dir`.
 pub fn load(profiles_dir: &Path, role: Role) -> Result<CompiledFilter, ConfineError> {
     let path = profile_path(profiles_dir, role);
+    super::reach::require_reachable(&path)?;
     let text = std::fs::read_to_string(&path)
         .map_err(|source| ConfineError::ProfileUnreadable { path: path.clone(), source })?;
     compile(&path, &text, role)

@@ -220,7 +220,11 @@ impl Supervisor {
                 SupervisorError::StartFailed { role, why: "timed out waiting for its ready message".into() }
             })?;
             match event {
-                Some(Event::Exited { role: r, status, .. }) => {
+                Some(Event::Exited { role: r, generation, status }) => {
+                    // Dead already: the stop that follows must not wait its grace period for it.
+                    if let Some(slot) = self.slots.get_mut(&r).filter(|s| s.generation == generation) {
+                        slot.alive = false;
+                    }
                     return Err(SupervisorError::StartFailed {
                         role: r,
                         why: format!("exited during start-up ({}); see its log above", describe(&status)),
