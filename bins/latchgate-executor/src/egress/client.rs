@@ -148,6 +148,10 @@ pub struct EgressClient {
     config: EgressConfig,
     resolver: Arc<dyn Resolve>,
     tls: TlsConnector,
+    /// Which of `allow_private_destinations` has been used (and said so in the
+    /// log): once per destination, since a warning per call is a log write and
+    /// a supervisor wake-up on every call of the benchmark that needs them.
+    private_used: Vec<std::sync::atomic::AtomicBool>,
 }
 
 impl EgressClient {
@@ -169,7 +173,8 @@ impl EgressClient {
         if let Some(proxy) = &config.proxy_url {
             proxy_socket_addr(proxy).map_err(|_| EgressSetupError::ProxyUrl(proxy.to_string()))?;
         }
-        Ok(EgressClient { config, resolver, tls: TlsConnector::from(Arc::new(tls)) })
+        let private_used = config.allow_private_destinations.iter().map(|_| Default::default()).collect();
+        Ok(EgressClient { config, resolver, tls: TlsConnector::from(Arc::new(tls)), private_used })
     }
 
     pub fn uses_proxy(&self) -> bool {
@@ -220,9 +225,12 @@ impl EgressClient {
         for ip in &addrs {
             if let AddressVerdict::Forbidden(reason) = classify(*ip) {
                 let dest = SocketAddr::new(*ip, sink.port);
-                if self.config.allow_private_destinations.contains(&dest) {
-                    tracing::warn!(%dest, host = %host, reason,
-                        "TEST-ONLY allow_private_destinations used: connecting to a private destination");
+                if let Some(index) = self.config.allow_private_destinations.iter().position(|d| *d == dest) {
+                    if !self.private_used[index].swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(%dest, host = %host, reason,
+                            "TEST-ONLY allow_private_destinations used: connecting to a private destination \
+                             (said once per destination)");
+                    }
                     continue;
                 }
                 return Err(EgressDenied::ForbiddenAddress { host, ip: *ip, reason });
