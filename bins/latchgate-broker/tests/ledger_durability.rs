@@ -202,3 +202,41 @@ async fn committed_pages_reach_the_database_file_while_the_ledger_is_open() {
     }
     ledger.shutdown().await;
 }
+
+/// Under commits that never pause, a PASSIVE checkpoint can never catch up
+/// with the writer, and SQLite starts the WAL over only when one did: the
+/// WAL must still be reused (not appended to forever, filling the disk and
+/// making every fsync extend the file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_reused_under_commits_that_never_pause() {
+    const WRITERS: usize = 4;
+    const EVENTS_PER_WRITER: usize = 3000;
+    // Started over every checkpoint interval, the WAL holds a fraction of a
+    // second of commits (about 25 MB here); never started over, it held all
+    // of them (about 230 MB).
+    const WAL_BOUND: u64 = 64 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let wal = dir.path().join("ledger.db-wal");
+    let ledger = Ledger::open(&path).unwrap();
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let ledger = ledger.clone();
+        writers.push(tokio::spawn(async move {
+            for n in 0..EVENTS_PER_WRITER {
+                ledger.append_event(bulky_event(w * EVENTS_PER_WRITER + n)).await.unwrap();
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size < WAL_BOUND,
+        "WAL is {size} bytes after {} events: it is never started over",
+        WRITERS * EVENTS_PER_WRITER
+    );
+    assert_eq!(ledger.verify_chain().await.unwrap().events, (WRITERS * EVENTS_PER_WRITER) as u64);
+    ledger.shutdown().await;
+}

@@ -7,6 +7,16 @@
 //! the writer or a reader) on its own connection. Durability is unchanged: a
 //! commit is durable once its WAL frames are fsynced (`synchronous=FULL`),
 //! whether or not a checkpoint has copied them yet.
+//!
+//! SQLite starts the WAL over (writes it again from its first frame) only
+//! when a write transaction begins after a checkpoint copied *every* frame.
+//! Under commits that never pause, a checkpoint on another connection never
+//! catches up: the WAL was appended to forever (hundreds of MB a minute) and
+//! every commit's fsync also had to extend the file. So once the WAL is past
+//! [`RESTART_FRAMES`], this thread copies the bulk and then asks the writer
+//! to copy the few frames committed meanwhile, between two of its batches
+//! ([`Signals::finish_on_writer`]), after which its next transaction starts
+//! the WAL over.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,30 +27,50 @@ use rusqlite::Connection;
 
 /// At most one checkpoint per this interval while commits keep coming.
 const MIN_INTERVAL: Duration = Duration::from_millis(200);
+/// A WAL longer than this (in frames, 4 KiB pages each) is started over.
+/// SQLite's own autocheckpoint threshold.
+const RESTART_FRAMES: i64 = 1000;
 
-/// Tells the checkpointer that a batch committed. A flag, not a message: the
-/// writer never wakes the checkpointer (a wake-up per commit costs the commit
-/// path more than the checkpoint saves); the checkpointer looks every
-/// [`MIN_INTERVAL`].
+/// What the writer and the checkpointer tell each other. Flags, not
+/// messages: the writer never wakes the checkpointer (a wake-up per commit
+/// costs the commit path more than the checkpoint saves); the checkpointer
+/// looks every [`MIN_INTERVAL`], the writer after each batch.
+#[derive(Default)]
+struct Flags {
+    /// A batch committed since the checkpointer last looked.
+    dirty: AtomicBool,
+    /// The checkpointer copied the bulk of a long WAL; the writer should copy the rest.
+    finish_wanted: AtomicBool,
+}
+
+/// The writer's side of the flags.
 #[derive(Clone)]
-pub(super) struct Nudge(Arc<AtomicBool>);
+pub(super) struct Signals(Arc<Flags>);
 
-impl Nudge {
+impl Signals {
     pub fn committed(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.dirty.store(true, Ordering::Release);
+    }
+
+    /// Between two batches (no transaction open): if the checkpointer asked,
+    /// copy what it could not, so that the next transaction starts the WAL over.
+    pub fn finish_on_writer(&self, conn: &Connection) {
+        if self.0.finish_wanted.swap(false, Ordering::AcqRel) {
+            checkpoint(conn);
+        }
     }
 }
 
 /// Starts the checkpointer for the ledger at `path`. It stops when every
-/// [`Nudge`] is dropped (the writer ended), after a last checkpoint.
-pub(super) fn spawn(path: PathBuf) -> std::io::Result<Nudge> {
-    let dirty = Arc::new(AtomicBool::new(false));
-    let watched = dirty.clone();
+/// [`Signals`] is dropped (the writer ended), after a last checkpoint.
+pub(super) fn spawn(path: PathBuf) -> std::io::Result<Signals> {
+    let flags = Arc::new(Flags::default());
+    let watched = flags.clone();
     std::thread::Builder::new().name("ledger-checkpoint".into()).spawn(move || run(&path, &watched))?;
-    Ok(Nudge(dirty))
+    Ok(Signals(flags))
 }
 
-fn run(path: &Path, dirty: &Arc<AtomicBool>) {
+fn run(path: &Path, flags: &Arc<Flags>) {
     let conn = match Connection::open(path)
         .and_then(|c| c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;").map(|()| c))
     {
@@ -50,30 +80,56 @@ fn run(path: &Path, dirty: &Arc<AtomicBool>) {
             return;
         }
     };
-    while wait_for_commits(dirty, MIN_INTERVAL) {
-        checkpoint(&conn);
+    while wait_for_commits(flags, MIN_INTERVAL) {
+        if let Some(progress) = checkpoint(&conn)
+            && progress.needs_the_writer()
+        {
+            flags.finish_wanted.store(true, Ordering::Release);
+        }
     }
     checkpoint(&conn);
 }
 
 /// Sleeps in `interval` steps until a batch committed (true) or every
-/// [`Nudge`] is gone (false): this thread then holds the only reference.
-fn wait_for_commits(dirty: &Arc<AtomicBool>, interval: Duration) -> bool {
+/// [`Signals`] is gone (false): this thread then holds the only reference.
+fn wait_for_commits(flags: &Arc<Flags>, interval: Duration) -> bool {
     loop {
         std::thread::sleep(interval);
-        if dirty.swap(false, Ordering::AcqRel) {
+        if flags.dirty.swap(false, Ordering::AcqRel) {
             return true;
         }
-        if Arc::strong_count(dirty) == 1 {
+        if Arc::strong_count(flags) == 1 {
             return false;
         }
     }
 }
 
-fn checkpoint(conn: &Connection) {
+/// What `PRAGMA wal_checkpoint` reports: frames in the WAL, frames copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Progress {
+    wal_frames: i64,
+    copied_frames: i64,
+}
+
+impl Progress {
+    /// A long WAL: the counts are as of the checkpoint's start, and commits
+    /// that came while it copied are left for the writer (for whom, if none
+    /// came, finishing costs nothing).
+    fn needs_the_writer(self) -> bool {
+        self.wal_frames >= RESTART_FRAMES
+    }
+}
+
+fn checkpoint(conn: &Connection) -> Option<Progress> {
     // A failed checkpoint loses nothing (the WAL keeps the frames); the next one retries.
-    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        tracing::warn!(error = %e, "ledger checkpoint failed");
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok(Progress { wal_frames: r.get(1)?, copied_frames: r.get(2)? })
+    }) {
+        Ok(progress) => Some(progress),
+        Err(e) => {
+            tracing::warn!(error = %e, "ledger checkpoint failed");
+            None
+        }
     }
 }
 
@@ -84,20 +140,27 @@ mod tests {
 
     #[test]
     fn a_commit_is_seen_at_the_next_look_and_only_once() {
-        let dirty = Arc::new(AtomicBool::new(false));
-        let nudge = Nudge(dirty.clone());
-        nudge.committed();
-        assert!(wait_for_commits(&dirty, Duration::from_millis(1)));
-        assert!(!dirty.load(Ordering::Acquire), "the flag is consumed");
-        drop(nudge);
-        assert!(!wait_for_commits(&dirty, Duration::from_millis(1)), "no writer, no commit: stop");
+        let flags = Arc::new(Flags::default());
+        let signals = Signals(flags.clone());
+        signals.committed();
+        assert!(wait_for_commits(&flags, Duration::from_millis(1)));
+        assert!(!flags.dirty.load(Ordering::Acquire), "the flag is consumed");
+        drop(signals);
+        assert!(!wait_for_commits(&flags, Duration::from_millis(1)), "no writer, no commit: stop");
     }
 
     #[test]
     fn a_stopped_writer_ends_the_wait_within_an_interval() {
-        let dirty = Arc::new(AtomicBool::new(false));
+        let flags = Arc::new(Flags::default());
         let started = Instant::now();
-        assert!(!wait_for_commits(&dirty, Duration::from_millis(20)));
+        assert!(!wait_for_commits(&flags, Duration::from_millis(20)));
         assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn only_a_long_unfinished_wal_needs_the_writer() {
+        let long = Progress { wal_frames: RESTART_FRAMES + 500, copied_frames: RESTART_FRAMES + 500 };
+        assert!(long.needs_the_writer(), "frames may have come during the copy");
+        assert!(!Progress { wal_frames: 10, copied_frames: 2 }.needs_the_writer(), "short: not worth a writer pause");
     }
 }

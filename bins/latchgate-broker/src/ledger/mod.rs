@@ -90,6 +90,9 @@ struct Inner {
 /// readers' hot queries use, so none is parsed twice.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
+/// Bytes of WAL kept when SQLite starts it over (`journal_size_limit`).
+const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
 fn configure_writer(conn: &Connection, options: &LedgerOptions) -> Result<(), LedgerError> {
     // WAL: readers never block the writer. FULL: a COMMIT returns only after
     // the WAL is fsynced, which is what "durable before the response" means.
@@ -104,6 +107,9 @@ fn configure_writer(conn: &Connection, options: &LedgerOptions) -> Result<(), Le
     )?;
     // Checkpoints run on their own thread (see `checkpoint`), not inside a COMMIT.
     conn.query_row("PRAGMA wal_autocheckpoint = 0", [], |_| Ok(()))?;
+    // A WAL that grew past this while it could not be started over (a long
+    // read held it) is cut back to it when it is.
+    conn.query_row(&format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}"), [], |_| Ok(()))?;
     // Every statement of the writer stays prepared (rusqlite's default cache holds 16).
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     if let Some(pages) = options.max_page_count {
@@ -124,10 +130,11 @@ impl Ledger {
         schema::migrate(&mut conn)?;
         let head = writer::load_head(&conn)?;
         let counters = Arc::new(writer::WriterCounters::default());
-        let nudge = checkpoint::spawn(path.to_path_buf())
+        let checkpoints = checkpoint::spawn(path.to_path_buf())
             .map_err(|e| LedgerError::Persistence(format!("cannot start ledger checkpointer: {e}")))?;
-        let (jobs, handle) = writer::spawn(conn, head, options.outbox_routes.clone(), Arc::clone(&counters), nudge)
-            .map_err(|e| LedgerError::Persistence(format!("cannot start ledger writer: {e}")))?;
+        let (jobs, handle) =
+            writer::spawn(conn, head, options.outbox_routes.clone(), Arc::clone(&counters), checkpoints)
+                .map_err(|e| LedgerError::Persistence(format!("cannot start ledger writer: {e}")))?;
         Ok(Ledger {
             inner: Arc::new(Inner {
                 jobs,

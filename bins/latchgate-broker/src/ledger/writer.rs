@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::LedgerError;
-use super::checkpoint::Nudge;
+use super::checkpoint::Signals;
 use super::event::{AuditEvent, GENESIS_PREV_HASH, NewAuditEvent, Witness, now_timestamp};
 use super::outbox::{self, OutboxRoutes};
 
@@ -163,7 +163,7 @@ pub(super) fn spawn(
     head: ChainHead,
     routes: OutboxRoutes,
     counters: Arc<WriterCounters>,
-    checkpoints: Nudge,
+    checkpoints: Signals,
 ) -> std::io::Result<(JobSender, std::thread::JoinHandle<()>)> {
     let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
     let handle = std::thread::Builder::new()
@@ -178,7 +178,7 @@ fn run(
     routes: &OutboxRoutes,
     mut jobs: mpsc::Receiver<Box<dyn Job>>,
     counters: &WriterCounters,
-    checkpoints: &Nudge,
+    checkpoints: &Signals,
 ) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = Vec::with_capacity(16);
@@ -207,6 +207,7 @@ fn run(
         for job in batch {
             job.reply(&outcome);
         }
+        checkpoints.finish_on_writer(&conn);
     }
 }
 
