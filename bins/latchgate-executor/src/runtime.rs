@@ -17,10 +17,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap,
+    UpdateDeadline,
+};
 
-/// Epoch tick period: the granularity of the wall-clock deadline.
+/// Epoch tick period: the granularity of the wall-clock deadline, and how
+/// long a guest computes before it yields its runtime thread to other tasks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Guest stack: deeper recursion traps (`stack overflow`).
+const MAX_WASM_STACK: usize = 512 * 1024;
+/// The fiber stack a guest runs on: its wasm stack plus room for host calls.
+const ASYNC_STACK_SIZE: usize = 1024 * 1024;
 /// Extra time the outer (tokio) timeout allows beyond the epoch deadline.
 const OUTER_TIMEOUT_GRACE: Duration = Duration::from_millis(500);
 const MAX_TIMEOUT_SECONDS: u32 = 300;
@@ -299,30 +307,21 @@ impl Runtime {
             egress_rules: task.egress.clone(),
             grant_sinks: task.grant.grant.allowed_sinks.clone(),
             fs_root: task.fs_root.clone(),
-            tokio: tokio::runtime::Handle::current(),
             observations: Vec::new(),
             violation: None,
             log_lines: 0,
             secrets,
         };
-        let engine = self.engine.clone();
-        let fuel = task.limits.fuel;
-        let max_output = self.max_output_bytes;
-        let call = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            execute(&engine, &pre, state, fuel, timeout, &provider_input, max_output)
-        });
-        let outcome = match tokio::time::timeout(timeout + OUTER_TIMEOUT_GRACE, call).await {
-            Ok(Ok(done)) => Outcome {
+        let call =
+            execute(&self.engine, &pre, state, task.limits.fuel, timeout, &provider_input, self.max_output_bytes);
+        let finished = tokio::time::timeout(timeout + OUTER_TIMEOUT_GRACE, call).await;
+        drop(permit);
+        let outcome = match finished {
+            Ok(done) => Outcome {
                 result: done.result,
                 io: done.observations,
                 io_calls: done.io_calls,
                 fuel_consumed: done.fuel_consumed,
-                duration_us: micros(started.elapsed()),
-                ..base
-            },
-            Ok(Err(join)) => Outcome {
-                result: failed(FailureClass::Trap, format!("call thread ended abnormally: {join}")),
                 duration_us: micros(started.elapsed()),
                 ..base
             },
@@ -353,9 +352,11 @@ struct CallDone {
     fuel_consumed: u64,
 }
 
-/// Runs on a blocking thread: instantiate from the pre-linked component in a
-/// fresh store, call `execute`, classify whatever happened.
-fn execute(
+/// Instantiates the pre-linked component in a fresh store, calls `execute`
+/// and classifies whatever happened. The guest runs on a fiber of the
+/// calling task: it yields the thread at every epoch tick and while a host
+/// call awaits the network, and traps once the ticks of its timeout are spent.
+async fn execute(
     engine: &Engine,
     pre: &ProviderBindingsPre<CallState>,
     state: CallState,
@@ -366,14 +367,20 @@ fn execute(
 ) -> CallDone {
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);
-    let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1) as u64 + 1;
-    store.set_epoch_deadline(ticks);
-    store.epoch_deadline_trap();
-    let fuel_set = store.set_fuel(fuel);
-    let called = fuel_set.and_then(|()| {
-        let provider = pre.instantiate(&mut store)?;
-        provider.call_execute(&mut store, input)
+    // Wall time, not ticks counted: a guest back from a long host call is
+    // past its deadline at its next tick, as it would be with a fixed one.
+    let deadline = Instant::now() + timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline { Err(Trap::Interrupt.into()) } else { Ok(UpdateDeadline::Yield(1)) }
     });
+    let called = match store.set_fuel(fuel) {
+        Ok(()) => match pre.instantiate_async(&mut store).await {
+            Ok(provider) => provider.call_execute(&mut store, input).await,
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
     let fuel_consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     let state = store.into_data();
     let result = match called {
@@ -451,12 +458,14 @@ fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeInitError> {
         .total_memories(slots * 2)
         .max_memories_per_component(2)
         .total_tables(slots * 8)
+        .total_stacks(slots)
         .max_tables_per_component(8)
         .max_memory_size(config.max_memory_mb as usize * 1024 * 1024);
     let mut wasm = Config::new();
     wasm.consume_fuel(true)
         .epoch_interruption(true)
-        .max_wasm_stack(512 * 1024)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(ASYNC_STACK_SIZE)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&wasm).map_err(|e| RuntimeInitError::Engine(format!("{e:#}")))
 }

@@ -47,6 +47,27 @@ async fn infinite_loop_with_ample_fuel_is_stopped_by_the_epoch_deadline() {
     healthy_call_succeeds(&runtime, &target).await;
 }
 
+/// Guests run on the runtime's own threads (async fibers): a guest that only
+/// computes must give the thread back at every epoch tick. On this
+/// single-threaded test runtime, a guest that did not would hold up the call
+/// beside it (and its target) for its whole timeout.
+#[tokio::test]
+async fn a_computing_guest_yields_its_thread_to_a_call_beside_it() {
+    let target = start_target().await;
+    let runtime = runtime_with_fixtures(Some(target.addr));
+    let limits = ResourceLimits { fuel: u64::MAX / 4, timeout_seconds: 2, ..ResourceLimits::default() };
+    let started = std::time::Instant::now();
+    let (spinning, healthy_took) = tokio::join!(run_hostile(&runtime, "hostile_loop", &[], limits), async {
+        healthy_call_succeeds(&runtime, &target).await;
+        started.elapsed()
+    });
+    assert_eq!(spinning.failure_class(), Some(FailureClass::Timeout));
+    assert!(
+        healthy_took < std::time::Duration::from_secs(1),
+        "the healthy call waited {healthy_took:?} for the computing guest"
+    );
+}
+
 #[tokio::test]
 async fn memory_hog_hits_the_memory_cap() {
     let target = start_target().await;

@@ -12,7 +12,7 @@ use latchgate_core::jcs::sha256_tagged;
 use std::time::{Duration, Instant};
 
 impl Host for CallState {
-    fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, IoError>> {
+    async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, IoError>> {
         self.admit_io(HostImport::Http)?;
         let started = Instant::now();
         let mut observation = HttpObservation {
@@ -28,8 +28,7 @@ impl Host for CallState {
             duration_us: 0,
         };
         let egress = self.egress.clone();
-        let authorized =
-            self.tokio.block_on(egress.authorize(&req.url, &req.method, &self.egress_rules, &self.grant_sinks));
+        let authorized = egress.authorize(&req.url, &req.method, &self.egress_rules, &self.grant_sinks).await;
         let destination = match authorized {
             Ok(d) => d,
             Err(denied) => {
@@ -70,7 +69,7 @@ impl Host for CallState {
         let result = if timeout.is_zero() {
             Err(FetchError::Timeout)
         } else {
-            self.tokio.block_on(egress.send(&destination, &outbound, timeout, self.max_host_response_bytes))
+            egress.send(&destination, &outbound, timeout, self.max_host_response_bytes).await
         };
         observation.duration_us = micros(started.elapsed());
         let secrets = &self.secrets;

@@ -20,7 +20,11 @@ use wasmtime::{ResourceLimiter, StoreLimits};
 wasmtime::component::bindgen!({
     path: "../../providers/wit",
     world: "latchgate:provider/provider",
-    imports: { default: trappable },
+    // http.send awaits the network on the executor's runtime: the guest runs
+    // on an async fiber, so a call waiting for its response holds no thread.
+    // Everything else the host does is immediate.
+    imports: { "latchgate:io/http.send": async | trappable, default: trappable },
+    exports: { default: async },
 });
 
 pub(crate) use self::ProviderPre as ProviderBindingsPre;
@@ -98,7 +102,6 @@ pub(crate) struct CallState {
     pub egress_rules: EgressRules,
     pub grant_sinks: Vec<String>,
     pub fs_root: Option<PathBuf>,
-    pub tokio: tokio::runtime::Handle,
     pub observations: Vec<IoObservation>,
     pub violation: Option<Violation>,
     pub log_lines: u32,
