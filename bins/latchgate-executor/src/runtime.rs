@@ -312,8 +312,7 @@ impl Runtime {
             log_lines: 0,
             secrets,
         };
-        let call =
-            execute(&self.engine, &pre, state, task.limits.fuel, timeout, &provider_input, self.max_output_bytes);
+        let call = execute(&self.engine, &pre, state, task.limits.fuel, &provider_input, self.max_output_bytes);
         let finished = tokio::time::timeout(timeout + OUTER_TIMEOUT_GRACE, call).await;
         drop(permit);
         let outcome = match finished {
@@ -355,32 +354,31 @@ struct CallDone {
 /// Instantiates the pre-linked component in a fresh store, calls `execute`
 /// and classifies whatever happened. The guest runs on a fiber of the
 /// calling task: it yields the thread at every epoch tick and while a host
-/// call awaits the network, and traps once the ticks of its timeout are spent.
+/// call awaits the network, and traps at the first tick past the call's
+/// deadline (the one its host calls are held to as well).
 async fn execute(
     engine: &Engine,
     pre: &ProviderBindingsPre<CallState>,
     state: CallState,
     fuel: u64,
-    timeout: Duration,
     input: &str,
     max_output: usize,
 ) -> CallDone {
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.memory);
     // Wall time, not ticks counted: a guest back from a long host call is
     // past its deadline at its next tick, as it would be with a fixed one.
-    let deadline = Instant::now() + timeout;
+    let deadline = state.deadline;
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.memory);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline { Err(Trap::Interrupt.into()) } else { Ok(UpdateDeadline::Yield(1)) }
     });
-    let called = match store.set_fuel(fuel) {
-        Ok(()) => match pre.instantiate_async(&mut store).await {
-            Ok(provider) => provider.call_execute(&mut store, input).await,
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
+    let called = async {
+        store.set_fuel(fuel)?;
+        let provider = pre.instantiate_async(&mut store).await?;
+        provider.call_execute(&mut store, input).await
+    }
+    .await;
     let fuel_consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     let state = store.into_data();
     let result = match called {

@@ -24,6 +24,11 @@ async fn run_hostile(runtime: &Runtime, module: &str, imports: &[HostImport], li
     runtime.run(t).await.unwrap()
 }
 
+/// Fuel that never runs out: only the wall-clock deadline can stop the guest.
+fn deadline_only(timeout_seconds: u32) -> ResourceLimits {
+    ResourceLimits { fuel: u64::MAX / 4, timeout_seconds, ..ResourceLimits::default() }
+}
+
 #[tokio::test]
 async fn infinite_loop_is_stopped_by_fuel_and_the_runtime_keeps_serving() {
     let target = start_target().await;
@@ -39,7 +44,7 @@ async fn infinite_loop_is_stopped_by_fuel_and_the_runtime_keeps_serving() {
 async fn infinite_loop_with_ample_fuel_is_stopped_by_the_epoch_deadline() {
     let target = start_target().await;
     let runtime = runtime_with_fixtures(Some(target.addr));
-    let limits = ResourceLimits { fuel: u64::MAX / 4, timeout_seconds: 1, ..ResourceLimits::default() };
+    let limits = deadline_only(1);
     let started = std::time::Instant::now();
     let outcome = run_hostile(&runtime, "hostile_loop", &[], limits).await;
     assert_eq!(outcome.failure_class(), Some(FailureClass::Timeout));
@@ -55,7 +60,7 @@ async fn infinite_loop_with_ample_fuel_is_stopped_by_the_epoch_deadline() {
 async fn a_computing_guest_yields_its_thread_to_a_call_beside_it() {
     let target = start_target().await;
     let runtime = runtime_with_fixtures(Some(target.addr));
-    let limits = ResourceLimits { fuel: u64::MAX / 4, timeout_seconds: 2, ..ResourceLimits::default() };
+    let limits = deadline_only(2);
     let started = std::time::Instant::now();
     let (spinning, healthy_took) = tokio::join!(run_hostile(&runtime, "hostile_loop", &[], limits), async {
         healthy_call_succeeds(&runtime, &target).await;

@@ -81,9 +81,7 @@ fn run(path: &Path, flags: &Arc<Flags>) {
         }
     };
     while wait_for_commits(flags, MIN_INTERVAL) {
-        if let Some(progress) = checkpoint(&conn)
-            && progress.needs_the_writer()
-        {
+        if checkpoint(&conn).is_some_and(needs_the_writer) {
             flags.finish_wanted.store(true, Ordering::Release);
         }
     }
@@ -104,28 +102,18 @@ fn wait_for_commits(flags: &Arc<Flags>, interval: Duration) -> bool {
     }
 }
 
-/// What `PRAGMA wal_checkpoint` reports: frames in the WAL, frames copied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Progress {
-    wal_frames: i64,
-    copied_frames: i64,
+/// A long WAL is left for the writer to finish: the checkpoint counted its
+/// frames when it started, and commits that came while it copied are still
+/// to copy (if none came, finishing costs the writer nothing).
+fn needs_the_writer(wal_frames: i64) -> bool {
+    wal_frames >= RESTART_FRAMES
 }
 
-impl Progress {
-    /// A long WAL: the counts are as of the checkpoint's start, and commits
-    /// that came while it copied are left for the writer (for whom, if none
-    /// came, finishing costs nothing).
-    fn needs_the_writer(self) -> bool {
-        self.wal_frames >= RESTART_FRAMES
-    }
-}
-
-fn checkpoint(conn: &Connection) -> Option<Progress> {
+/// A PASSIVE checkpoint; the frames the WAL held when it started.
+fn checkpoint(conn: &Connection) -> Option<i64> {
     // A failed checkpoint loses nothing (the WAL keeps the frames); the next one retries.
-    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok(Progress { wal_frames: r.get(1)?, copied_frames: r.get(2)? })
-    }) {
-        Ok(progress) => Some(progress),
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1)) {
+        Ok(wal_frames) => Some(wal_frames),
         Err(e) => {
             tracing::warn!(error = %e, "ledger checkpoint failed");
             None
@@ -158,9 +146,8 @@ mod tests {
     }
 
     #[test]
-    fn only_a_long_unfinished_wal_needs_the_writer() {
-        let long = Progress { wal_frames: RESTART_FRAMES + 500, copied_frames: RESTART_FRAMES + 500 };
-        assert!(long.needs_the_writer(), "frames may have come during the copy");
-        assert!(!Progress { wal_frames: 10, copied_frames: 2 }.needs_the_writer(), "short: not worth a writer pause");
+    fn only_a_long_wal_needs_the_writer() {
+        assert!(needs_the_writer(RESTART_FRAMES + 500), "frames may have come during the copy");
+        assert!(!needs_the_writer(10), "short: not worth a writer pause");
     }
 }
