@@ -107,10 +107,36 @@ impl GateClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<UdsResponse, ClientError> {
+        let headers = self.auth_headers(&method, path)?;
+        self.send_authed(method, path, &headers, body).await
+    }
+
+    /// The lease and a fresh proof for one request, made ahead of sending it
+    /// (the benchmark times the gate's answer, not the agent's own signing).
+    pub fn auth_headers(&self, method: &Method, path: &str) -> Result<AuthHeaders, ClientError> {
         let lease = self.lease.as_ref().ok_or(ClientError::NoLease)?;
         let htu = expected_htu(&self.public_base_url, path).map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
-        let proof = self.key.proof(method.as_str(), &htu, Some(&lease.lease_jwt))?;
-        let authorization = format!("DPoP {}", lease.lease_jwt);
-        self.http.request(method, path, &[("authorization", &authorization), ("dpop", &proof)], body).await
+        let dpop = self.key.proof(method.as_str(), &htu, Some(&lease.lease_jwt))?;
+        Ok(AuthHeaders { authorization: format!("DPoP {}", lease.lease_jwt), dpop })
     }
+
+    /// Sends one request with headers from [`GateClient::auth_headers`]
+    /// (each proof is good for one request).
+    pub async fn send_authed(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &AuthHeaders,
+        body: Option<Vec<u8>>,
+    ) -> Result<UdsResponse, ClientError> {
+        let headers = [("authorization", headers.authorization.as_str()), ("dpop", headers.dpop.as_str())];
+        self.http.request(method, path, &headers, body).await
+    }
+}
+
+/// `Authorization` and `DPoP` headers for one request.
+#[derive(Debug, Clone)]
+pub struct AuthHeaders {
+    authorization: String,
+    dpop: String,
 }

@@ -11,7 +11,7 @@ pub mod uds_http;
 
 pub use dpop_key::DpopKey;
 pub use error::ClientError;
-pub use gate_client::{GateClient, Lease};
+pub use gate_client::{AuthHeaders, GateClient, Lease};
 pub use latchgate_core::jose::LeaseBudgets;
 pub use operator_client::OperatorClient;
 pub use uds_http::{UdsHttp, UdsResponse};

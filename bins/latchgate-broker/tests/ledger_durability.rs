@@ -107,6 +107,47 @@ async fn concurrent_finalizes_share_fsyncs_and_are_all_durable() {
     assert_eq!((report.events, report.receipts), (2 * CALLS as u64, CALLS as u64));
 }
 
+/// One call at a time leaves the writer thread idle: each commit is then
+/// made on the caller's own thread (no hand-off to the writer and back), and
+/// is still durable and chained when it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_made_one_at_a_time_are_committed_by_the_caller() {
+    const CALLS: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let key = receipt_key();
+    let ledger = Ledger::open(&path).unwrap();
+    let mut receipts = Vec::new();
+    for n in 0..CALLS {
+        let intent = ledger.record_intent_and_consume_grant(new_intent(n)).await.unwrap();
+        let receipt = signed_receipt(&intent, &key);
+        let finalization = Finalization {
+            intent_id: intent.intent_id.clone(),
+            receipt: receipt.clone(),
+            resolution: IntentResolution::Resolved,
+            event: executed_event(&intent),
+        };
+        ledger.finalize(finalization).await.unwrap();
+        receipts.push(receipt);
+    }
+    let stats = ledger.stats();
+    assert_eq!(stats.jobs_committed, 2 * CALLS as u64);
+    assert_eq!(stats.batches_committed, 2 * CALLS as u64, "{stats:?}");
+    assert_eq!(stats.batches_on_caller, stats.batches_committed, "the idle writer thread was woken: {stats:?}");
+    // A reused grant is refused on the caller's thread as well, and its
+    // savepoint is rolled back alone.
+    let again = ledger.record_intent_and_consume_grant(new_intent(0)).await.unwrap_err();
+    assert!(matches!(again, LedgerError::GrantConsumed(_)), "{again:?}");
+    ledger.shutdown().await;
+
+    let reopened = Ledger::open(&path).unwrap();
+    for receipt in &receipts {
+        assert_eq!(reopened.get_receipt(receipt.receipt_id.clone()).await.unwrap().as_ref(), Some(receipt));
+    }
+    let report = reopened.verify_chain_and_receipts(keys_by_kid(&key)).await.unwrap();
+    assert_eq!((report.events, report.receipts), (2 * CALLS as u64, CALLS as u64));
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }

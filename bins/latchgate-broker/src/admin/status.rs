@@ -65,6 +65,7 @@ pub async fn report(gate: &Gate, front: ProcessStatus) -> Value {
             "up": pending.is_ok() && unresolved.is_ok(),
             "error": pending.as_ref().err().or(unresolved.as_ref().err()).map(|e| e.code().to_string()),
             "batches_committed": ledger_stats.batches_committed,
+            "batches_on_caller": ledger_stats.batches_on_caller,
             "batches_failed": ledger_stats.batches_failed,
         }),
     );

@@ -52,6 +52,11 @@ impl Signals {
         self.0.dirty.store(true, Ordering::Release);
     }
 
+    /// The checkpointer is waiting for the writer to copy the rest of a WAL.
+    pub fn finish_pending(&self) -> bool {
+        self.0.finish_wanted.load(Ordering::Acquire)
+    }
+
     /// Between two batches (no transaction open): if the checkpointer asked,
     /// copy what it could not, so that the next transaction starts the WAL over.
     pub fn finish_on_writer(&self, conn: &Connection) {

@@ -47,7 +47,7 @@ pub use verify::{BreakReason, ChainBreak, VerifyReport};
 /// File name of the ledger inside the configured `state_dir`.
 pub const LEDGER_FILE: &str = "ledger.db";
 
-use writer::{FnJob, JobSender};
+use writer::{Committer, FnJob, Writer};
 
 /// How the ledger database is opened.
 #[derive(Clone, Debug, Default)]
@@ -65,6 +65,9 @@ pub struct LedgerOptions {
 pub struct LedgerStats {
     /// Transactions committed (one fsync each).
     pub batches_committed: u64,
+    /// Of those, committed by the caller on its own thread because the
+    /// writer was idle (at one call at a time, nearly all of them).
+    pub batches_on_caller: u64,
     /// Jobs answered `Ok` or refused on their own inside committed batches.
     pub jobs_committed: u64,
     pub batches_failed: u64,
@@ -80,7 +83,7 @@ pub struct Ledger {
 }
 
 struct Inner {
-    jobs: JobSender,
+    writer: Writer,
     counters: Arc<writer::WriterCounters>,
     readers: LedgerReader,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -132,12 +135,12 @@ impl Ledger {
         let counters = Arc::new(writer::WriterCounters::default());
         let checkpoints = checkpoint::spawn(path.to_path_buf())
             .map_err(|e| LedgerError::Persistence(format!("cannot start ledger checkpointer: {e}")))?;
-        let (jobs, handle) =
-            writer::spawn(conn, head, options.outbox_routes.clone(), Arc::clone(&counters), checkpoints)
-                .map_err(|e| LedgerError::Persistence(format!("cannot start ledger writer: {e}")))?;
+        let committer = Committer::new(conn, head, options.outbox_routes.clone(), Arc::clone(&counters), checkpoints);
+        let (writer, handle) = writer::spawn(committer)
+            .map_err(|e| LedgerError::Persistence(format!("cannot start ledger writer: {e}")))?;
         Ok(Ledger {
             inner: Arc::new(Inner {
-                jobs,
+                writer,
                 counters,
                 readers: LedgerReader::open(path)?,
                 writer_thread: Mutex::new(Some(handle)),
@@ -152,6 +155,7 @@ impl Ledger {
         let c = &self.inner.counters;
         LedgerStats {
             batches_committed: c.batches_committed.load(Relaxed),
+            batches_on_caller: c.batches_on_caller.load(Relaxed),
             jobs_committed: c.jobs_in_committed_batches.load(Relaxed),
             batches_failed: c.batches_failed.load(Relaxed),
             write_errors: c.write_errors.load(Relaxed),
@@ -173,7 +177,7 @@ impl Ledger {
         work: impl FnOnce(&mut writer::WriteCtx<'_>) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
         let (job, answer) = FnJob::boxed(Box::new(work));
-        let result = match self.inner.jobs.send(job).await {
+        let result = match self.inner.writer.submit(job).await {
             Ok(()) => answer.await.unwrap_or(Err(LedgerError::WriterUnavailable)),
             Err(_) => Err(LedgerError::WriterUnavailable),
         };
@@ -334,8 +338,8 @@ impl Ledger {
     /// keep working until they are dropped; this waits only if it is the last.
     pub async fn shutdown(self) {
         let Ok(inner) = Arc::try_unwrap(self.inner) else { return };
-        let Inner { jobs, readers, writer_thread, .. } = inner;
-        drop(jobs);
+        let Inner { writer, readers, writer_thread, .. } = inner;
+        drop(writer);
         drop(readers);
         let handle = writer_thread.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
