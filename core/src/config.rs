@@ -330,7 +330,7 @@ pub struct OperatorCredential {
 }
 
 /// Host I/O of the executor.
-#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Egress {
     /// `http://host:port` of the egress proxy (Squid); every host HTTP call goes through it.
@@ -348,6 +348,27 @@ pub struct Egress {
     /// may be sent over plain http to those destinations. Otherwise secrets
     /// travel over HTTPS only.
     pub test_secrets_over_http: bool,
+    /// Seconds a name's resolved addresses are reused by the executor before
+    /// it resolves the name again (0: on every request). A ceiling, not the
+    /// record's TTL, which the system resolver does not report. The addresses
+    /// are classified on every request either way.
+    pub dns_cache_seconds: u32,
+}
+
+/// Longest `egress.dns_cache_seconds` accepted.
+pub const MAX_DNS_CACHE_SECONDS: u32 = 300;
+
+impl Default for Egress {
+    fn default() -> Self {
+        Egress {
+            proxy_url: None,
+            extra_ports: Vec::new(),
+            allow_private_destinations: Vec::new(),
+            test_root_ca_file: None,
+            test_secrets_over_http: false,
+            dns_cache_seconds: 5,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -601,6 +622,9 @@ impl LoadedConfig {
             if url.scheme() != "http" || url.host_str().is_none() || url.port_or_known_default().is_none() {
                 return Err(self.invalid("egress.proxy_url", "must be http://host:port"));
             }
+        }
+        if c.egress.dns_cache_seconds > MAX_DNS_CACHE_SECONDS {
+            return Err(self.invalid("egress.dns_cache_seconds", format!("at most {MAX_DNS_CACHE_SECONDS}")));
         }
         if c.egress.test_root_ca_file.is_some() && c.egress.allow_private_destinations.is_empty() {
             return Err(self.invalid(
@@ -1036,6 +1060,16 @@ mod tests {
     fn test_root_ca_needs_the_test_destination_list() {
         let e = LoadedConfig::from_str(Path::new("x.toml"), "[egress]\ntest_root_ca_file = \"ca.pem\"\n").unwrap_err();
         assert!(e.to_string().contains("allow_private_destinations"), "{e}");
+    }
+
+    #[test]
+    fn dns_cache_seconds_defaults_to_five_and_is_bounded() {
+        let c = LoadedConfig::from_str(Path::new("x.toml"), "").unwrap();
+        assert_eq!(c.config.egress.dns_cache_seconds, 5);
+        let c = LoadedConfig::from_str(Path::new("x.toml"), "[egress]\ndns_cache_seconds = 0\n").unwrap();
+        assert_eq!(c.config.egress.dns_cache_seconds, 0);
+        let e = LoadedConfig::from_str(Path::new("x.toml"), "[egress]\ndns_cache_seconds = 301\n").unwrap_err();
+        assert!(e.to_string().contains("egress.dns_cache_seconds"), "{e}");
     }
 
     #[test]

@@ -107,6 +107,7 @@ fn runtime_config(cfg: &LoadedConfig, prepared: Prepared) -> Result<RuntimeConfi
         allow_private_destinations: egress.allow_private_destinations.clone(),
         extra_root_certs: prepared.test_roots,
         test_secrets_over_http: egress.test_secrets_over_http,
+        dns_cache: std::time::Duration::from_secs(u64::from(egress.dns_cache_seconds)),
     };
     Ok(config)
 }

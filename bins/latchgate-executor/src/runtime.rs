@@ -3,7 +3,7 @@
 //! concurrency limit. A call's failure is an [`Outcome`] with a
 //! [`FailureClass`]; a [`RunError`] means nothing ran.
 
-use crate::egress::{EgressClient, EgressConfig, EgressSetupError, Resolve, SystemResolver};
+use crate::egress::{CachedResolver, EgressClient, EgressConfig, EgressSetupError, Resolve, SystemResolver};
 use crate::grant::{GrantError, GrantKeys};
 use crate::host::{CallState, MemoryCap, ProviderBindingsPre, Violation};
 use crate::registry::{ExpectedDigests, ModuleRegistry, RegistryError};
@@ -164,7 +164,10 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeInitError> {
         let engine = build_engine(&config)?;
         let registry = ModuleRegistry::load(&engine, &config.providers_dir, &config.expected_digests)?;
-        let resolver = config.resolver.clone().unwrap_or_else(|| Arc::new(SystemResolver));
+        let resolver = config
+            .resolver
+            .clone()
+            .unwrap_or_else(|| Arc::new(CachedResolver::new(SystemResolver, config.egress.dns_cache)));
         let egress = Arc::new(EgressClient::with_resolver(config.egress.clone(), resolver)?);
         if !config.egress.allow_private_destinations.is_empty() {
             tracing::warn!(destinations = ?config.egress.allow_private_destinations,

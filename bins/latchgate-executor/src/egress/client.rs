@@ -40,6 +40,8 @@ pub struct EgressConfig {
     pub extra_root_certs: Vec<Vec<u8>>,
     /// TEST ONLY: secrets may go over plain http to `allow_private_destinations`.
     pub test_secrets_over_http: bool,
+    /// How long the system resolver's answer for a name is reused (zero: never).
+    pub dns_cache: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ pub use client::{
     OutboundRequest,
 };
 pub use latchgate_core::address::{AddressVerdict, classify};
-pub use resolve::{Resolve, ResolveFuture, SystemResolver};
+pub use resolve::{CachedResolver, Resolve, ResolveFuture, SystemResolver};
 
 use latchgate_core::egress::SinkError;
 
