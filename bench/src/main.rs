@@ -141,20 +141,41 @@ async fn run_level(dir: &GateDir, params: &Value, concurrency: usize, seconds: u
     level
 }
 
-/// The target's own latency: plain HTTP GETs straight to it, no gate.
-fn target_latency_us(target: &HttpTarget) -> u64 {
-    use std::io::{Read, Write};
-    let mut samples = Vec::new();
+/// The target's own latency: plain HTTP GETs straight to it, no gate, over
+/// one kept connection (as the gate's executor keeps its connection to the
+/// target) — and, for comparison, over a new connection each.
+fn target_latency_us(target: &HttpTarget) -> (u64, u64) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let request = b"GET /x HTTP/1.1\r\nhost: localhost\r\n\r\n";
+    let exchange = |stream: &mut BufReader<std::net::TcpStream>| {
+        stream.get_mut().write_all(request).expect("write");
+        let (mut line, mut length) = (String::new(), 0usize);
+        loop {
+            line.clear();
+            assert!(stream.read_line(&mut line).expect("read") > 0, "target closed");
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().expect("content-length");
+            }
+        }
+        stream.read_exact(&mut vec![0; length]).expect("body");
+    };
+    let connect = || BufReader::new(std::net::TcpStream::connect(target.addr).expect("target"));
+    let (mut kept, mut fresh) = (Vec::new(), Vec::new());
+    let mut stream = connect();
     for _ in 0..200 {
         let started = Instant::now();
-        let mut stream = std::net::TcpStream::connect(target.addr).expect("target");
-        stream.write_all(b"GET /x HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").expect("write");
-        let mut out = Vec::new();
-        let _ = stream.read_to_end(&mut out);
-        samples.push(started.elapsed().as_micros() as u64);
+        exchange(&mut stream);
+        kept.push(started.elapsed().as_micros() as u64);
+        let started = Instant::now();
+        exchange(&mut connect());
+        fresh.push(started.elapsed().as_micros() as u64);
     }
-    samples.sort_unstable();
-    percentile(&samples, 50.0)
+    kept.sort_unstable();
+    fresh.sort_unstable();
+    (percentile(&kept, 50.0), percentile(&fresh, 50.0))
 }
 
 #[tokio::main]
@@ -178,7 +199,7 @@ async fn main() {
         panic!("{e}\n{}", dir.log("gate"));
     }
     let params = json!({"url": format!("http://localhost:{}/x", target.addr.port())});
-    let target_us = target_latency_us(&target);
+    let (target_us, target_fresh_us) = target_latency_us(&target);
 
     let lease_started = Instant::now();
     for _ in 0..50 {
@@ -209,6 +230,7 @@ async fn main() {
         "action": "http_fetch",
         "mode": "embedded",
         "target_http_ms_p50": target_us as f64 / 1000.0,
+        "target_http_new_connection_ms_p50": target_fresh_us as f64 / 1000.0,
         "lease_issue_ms_mean": lease_ms,
         "levels": levels,
     });

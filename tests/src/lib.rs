@@ -266,6 +266,8 @@ pub async fn wait_for_status(
 
 /// A loopback HTTP/1.1 target for provider calls: answers every request with
 /// `200 {"hello":"world","path":<path>}` and counts the requests it saw.
+/// Connections are kept alive (as real APIs keep them) until the client
+/// closes them or asks for `connection: close`.
 pub struct HttpTarget {
     pub addr: std::net::SocketAddr,
     pub hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -285,22 +287,34 @@ impl HttpTarget {
         let counter = hits.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
+                let Ok(stream) = stream else { continue };
                 let counter = counter.clone();
                 std::thread::spawn(move || {
-                    let Some(head) = read_request_head(&mut stream) else { return };
-                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let text = String::from_utf8_lossy(&head);
-                    let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    if path.starts_with("/slow") {
-                        std::thread::sleep(slow);
+                    let mut stream = std::io::BufReader::new(stream);
+                    while let Some(head) = read_request_head(&mut stream) {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                        let header =
+                            |name: &str| text.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()));
+                        let length = header("content-length:").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                        if std::io::copy(&mut std::io::Read::take(&mut stream, length), &mut std::io::sink()).is_err() {
+                            return;
+                        }
+                        let close = header("connection:").is_some_and(|v| v == "close");
+                        let path = String::from_utf8_lossy(&head).split_whitespace().nth(1).unwrap_or("/").to_string();
+                        if path.starts_with("/slow") {
+                            std::thread::sleep(slow);
+                        }
+                        let body = serde_json::json!({"hello": "world", "path": path}).to_string();
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n{body}",
+                            body.len(),
+                            if close { "connection: close\r\n" } else { "" }
+                        );
+                        if stream.get_mut().write_all(response.as_bytes()).is_err() || close {
+                            return;
+                        }
                     }
-                    let body = serde_json::json!({"hello": "world", "path": path}).to_string();
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = stream.write_all(response.as_bytes());
                 });
             }
         });
@@ -322,7 +336,8 @@ impl HttpTarget {
 }
 
 /// The request line and headers of one HTTP/1.1 request (up to the blank
-/// line, at most 64 KiB); `None` when the peer closes first.
+/// line, at most 64 KiB); `None` when the peer closes first. Reads a byte at
+/// a time, so nothing past the head is consumed (give it a buffered reader).
 pub fn read_request_head(stream: &mut impl std::io::Read) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];

@@ -1,9 +1,11 @@
-//! The executor's only HTTP client. It never resolves a name twice: the
+//! The executor's only HTTP client. A request resolves its name once: the
 //! address that passed classification is the address it connects to (or the
-//! proxy re-checks the name with its own allowlist). TLS verifies the host
-//! name against webpki roots, with SNI = the URL's host.
+//! proxy re-checks the name with its own allowlist), over a connection kept
+//! from an earlier request to that same address when there is one (`pool`).
+//! TLS verifies the host name against webpki roots, with SNI = the URL's host.
 
 use super::EgressDenied;
+use super::pool::{Connection, ConnectionPool, DestinationKey};
 use super::resolve::{Resolve, SystemResolver};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
@@ -154,6 +156,7 @@ pub struct EgressClient {
     /// log): once per destination, since a warning per call is a log write and
     /// a supervisor wake-up on every call of the benchmark that needs them.
     private_used: Vec<std::sync::atomic::AtomicBool>,
+    pool: ConnectionPool,
 }
 
 impl EgressClient {
@@ -176,7 +179,13 @@ impl EgressClient {
             proxy_socket_addr(proxy).map_err(|_| EgressSetupError::ProxyUrl(proxy.to_string()))?;
         }
         let private_used = config.allow_private_destinations.iter().map(|_| Default::default()).collect();
-        Ok(EgressClient { config, resolver, tls: TlsConnector::from(Arc::new(tls)), private_used })
+        Ok(EgressClient {
+            config,
+            resolver,
+            tls: TlsConnector::from(Arc::new(tls)),
+            private_used,
+            pool: ConnectionPool::default(),
+        })
     }
 
     pub fn uses_proxy(&self) -> bool {
@@ -263,14 +272,29 @@ impl EgressClient {
         max_body: u64,
     ) -> Result<(InboundResponse, Vec<String>), FetchError> {
         let (http_request, stripped) = self.build_request(dest, request)?;
-        let stream = self.open_stream(dest).await?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| FetchError::Network(e.to_string()))?;
-        let driver = AbortOnDrop(tokio::spawn(async move {
-            let _ = connection.await;
-        }));
-        let response = sender.send_request(http_request).await.map_err(|e| FetchError::Network(e.to_string()))?;
+        let key = DestinationKey {
+            https: dest.sink.https,
+            host: dest.sink.host_str(),
+            port: dest.sink.port,
+            pinned: dest.pinned,
+        };
+        let (mut connection, reused) = match self.pool.checkout(&key) {
+            Some(kept) => (kept, true),
+            None => (self.connect(dest).await?, false),
+        };
+        let response = match connection.sender.try_send_request(http_request).await {
+            Ok(response) => response,
+            // The kept connection was closed before any of the request was
+            // written: sending it on a fresh one cannot repeat a side effect.
+            Err(mut unsent) if reused && unsent.message().is_some() => {
+                let Some(http_request) = unsent.take_message() else {
+                    return Err(FetchError::Network(unsent.into_error().to_string()));
+                };
+                connection = self.connect(dest).await?;
+                connection.sender.send_request(http_request).await.map_err(|e| FetchError::Network(e.to_string()))?
+            }
+            Err(failed) => return Err(FetchError::Network(failed.into_error().to_string())),
+        };
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -278,6 +302,7 @@ impl EgressClient {
             .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
         let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+        // On any failure here the connection is dropped (closed), never kept.
         let body = Limited::new(response.into_body(), limit).collect().await.map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                 FetchError::ResponseTooLarge
@@ -285,8 +310,25 @@ impl EgressClient {
                 FetchError::Network(e.to_string())
             }
         })?;
-        drop(driver);
+        self.pool.checkin(key, connection);
         Ok((InboundResponse { status, headers, body: body.to_bytes() }, stripped))
+    }
+
+    /// A new connection to `dest`, its driver task running.
+    async fn connect(&self, dest: &Destination) -> Result<Connection, FetchError> {
+        let stream = self.open_stream(dest).await?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| FetchError::Network(e.to_string()))?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Connection::new(sender, driver))
+    }
+
+    /// Idle connections kept for reuse right now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
     }
 
     fn build_request(
@@ -358,7 +400,7 @@ impl EgressClient {
             (_, true) => dest.sink.host_str(),
             (_, false) => format!("{}:{}", dest.sink.host_str(), dest.sink.port),
         };
-        builder = builder.header(http::header::HOST, host_header).header(http::header::CONNECTION, "close");
+        builder = builder.header(http::header::HOST, host_header);
         let body = Bytes::from(request.body.clone().unwrap_or_default());
         let request = builder.body(Full::new(body)).map_err(|e| FetchError::InvalidRequest(e.to_string()))?;
         Ok((request, stripped))
@@ -431,12 +473,4 @@ async fn connect_tunnel(tcp: TcpStream, sink: &CheckedSink) -> Result<BoxStream,
     }
     let upgraded = hyper::upgrade::on(response).await.map_err(|e| FetchError::Network(format!("proxy: {e}")))?;
     Ok(Box::new(TokioIo::new(upgraded)))
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

@@ -5,6 +5,7 @@
 //! host import's job because they are per call.
 
 mod client;
+mod pool;
 mod resolve;
 
 pub use client::{
