@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use latchgate_broker::ledger::{Finalization, IntentResolution, IntentState, Ledger, LedgerError, LedgerOptions};
 use latchgate_core::error::ErrorCode;
-use ledger_support::{bulky_event, executed_event, keys_by_kid, new_intent, receipt_key, signed_receipt};
+use ledger_support::{bulky_event, execute_once, executed_event, keys_by_kid, new_intent, receipt_key, signed_receipt};
 
 #[tokio::test]
 async fn unwritable_ledger_reports_persistence_failure() {
@@ -72,16 +72,7 @@ async fn concurrent_finalizes_share_fsyncs_and_are_all_durable() {
         let ledger = ledger.clone();
         let key = key.clone();
         tasks.push(tokio::spawn(async move {
-            let intent = ledger.record_intent_and_consume_grant(new_intent(n)).await.unwrap();
-            let receipt = signed_receipt(&intent, &key);
-            let event = executed_event(&intent);
-            let finalization = Finalization {
-                intent_id: intent.intent_id.clone(),
-                receipt: receipt.clone(),
-                resolution: IntentResolution::Resolved,
-                event,
-            };
-            ledger.finalize(finalization).await.unwrap();
+            let receipt = execute_once(&ledger, &key, n).await.0;
             // Answered ⇒ committed: a fresh read connection already sees it.
             assert!(ledger.get_receipt(receipt.receipt_id.clone()).await.unwrap().is_some());
             receipt
@@ -119,16 +110,7 @@ async fn commits_made_one_at_a_time_are_committed_by_the_caller() {
     let ledger = Ledger::open(&path).unwrap();
     let mut receipts = Vec::new();
     for n in 0..CALLS {
-        let intent = ledger.record_intent_and_consume_grant(new_intent(n)).await.unwrap();
-        let receipt = signed_receipt(&intent, &key);
-        let finalization = Finalization {
-            intent_id: intent.intent_id.clone(),
-            receipt: receipt.clone(),
-            resolution: IntentResolution::Resolved,
-            event: executed_event(&intent),
-        };
-        ledger.finalize(finalization).await.unwrap();
-        receipts.push(receipt);
+        receipts.push(execute_once(&ledger, &key, n).await.0);
     }
     let stats = ledger.stats();
     assert_eq!(stats.jobs_committed, 2 * CALLS as u64);
