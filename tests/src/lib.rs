@@ -291,17 +291,10 @@ impl HttpTarget {
                 let counter = counter.clone();
                 std::thread::spawn(move || {
                     let mut stream = std::io::BufReader::new(stream);
-                    while let Some(head) = read_request_head(&mut stream) {
+                    while let Some(request) = read_request(&mut stream) {
                         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                        let header =
-                            |name: &str| text.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()));
-                        let length = header("content-length:").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                        if std::io::copy(&mut std::io::Read::take(&mut stream, length), &mut std::io::sink()).is_err() {
-                            return;
-                        }
-                        let close = header("connection:").is_some_and(|v| v == "close");
-                        let path = String::from_utf8_lossy(&head).split_whitespace().nth(1).unwrap_or("/").to_string();
+                        let close = request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                        let path = request.target;
                         if path.starts_with("/slow") {
                             std::thread::sleep(slow);
                         }
@@ -333,6 +326,39 @@ impl HttpTarget {
             addr = self.addr
         )
     }
+}
+
+/// One HTTP/1.1 request as a test server sees it.
+pub struct ReceivedRequest {
+    /// The request target (path and query, or an absolute URL through a proxy).
+    pub target: String,
+    /// Header names lowercased, values trimmed, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl ReceivedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one request's head and drops the body its content-length announces,
+/// so the next request on a kept connection (or a clean close) follows;
+/// `None` when the peer closes first.
+pub fn read_request(stream: &mut impl std::io::Read) -> Option<ReceivedRequest> {
+    let head = read_request_head(stream)?;
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let target = lines.next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("/").to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let request = ReceivedRequest { target, headers };
+    let length = request.header("content-length").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // A body cut short ends the connection at the next read.
+    let _ = std::io::copy(&mut std::io::Read::take(stream, length), &mut std::io::sink());
+    Some(request)
 }
 
 /// The request line and headers of one HTTP/1.1 request (up to the blank

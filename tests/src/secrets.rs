@@ -211,18 +211,7 @@ impl EchoServer {
 }
 
 fn serve_one(stream: &mut (impl std::io::Read + std::io::Write), tls: bool, seen: &std::sync::Mutex<Vec<SeenRequest>>) {
-    let Some(head) = crate::read_request_head(stream) else { return };
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = text.split("\r\n");
-    let target = lines.next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("/").to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    // Drain a body announced by content-length so the client sees a clean close.
-    let length = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse::<usize>().ok());
-    let mut body = vec![0u8; length.unwrap_or(0).min(1024 * 1024)];
-    let _ = stream.read_exact(&mut body);
+    let Some(crate::ReceivedRequest { target, headers }) = crate::read_request(stream) else { return };
     seen.lock().expect("seen").push(SeenRequest { tls, target: target.clone(), headers: headers.clone() });
     let reflected: serde_json::Map<String, serde_json::Value> =
         headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();

@@ -284,16 +284,15 @@ impl EgressClient {
         };
         let response = match connection.sender.try_send_request(http_request).await {
             Ok(response) => response,
-            // The kept connection was closed before any of the request was
-            // written: sending it on a fresh one cannot repeat a side effect.
-            Err(mut unsent) if reused && unsent.message().is_some() => {
-                let Some(http_request) = unsent.take_message() else {
-                    return Err(FetchError::Network(unsent.into_error().to_string()));
-                };
-                connection = self.connect(dest).await?;
-                connection.sender.send_request(http_request).await.map_err(|e| FetchError::Network(e.to_string()))?
-            }
-            Err(failed) => return Err(FetchError::Network(failed.into_error().to_string())),
+            Err(mut failed) => match failed.take_message() {
+                // The kept connection was closed before any of the request was
+                // written: sending it on a fresh one cannot repeat a side effect.
+                Some(unsent) if reused => {
+                    connection = self.connect(dest).await?;
+                    connection.sender.send_request(unsent).await.map_err(|e| FetchError::Network(e.to_string()))?
+                }
+                _ => return Err(FetchError::Network(failed.into_error().to_string())),
+            },
         };
         let status = response.status().as_u16();
         let headers = response

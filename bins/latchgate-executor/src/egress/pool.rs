@@ -63,6 +63,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Not idle too long, and the server has not closed it.
+    fn usable(&self) -> bool {
+        self.since.elapsed() < IDLE_TIMEOUT && !self.connection.sender.is_closed()
+    }
+}
+
 #[derive(Default)]
 pub struct ConnectionPool {
     idle: Mutex<HashMap<DestinationKey, Vec<Idle>>>,
@@ -74,7 +81,7 @@ impl ConnectionPool {
         let mut idle = self.idle.lock().ok()?;
         let kept = idle.get_mut(key)?;
         while let Some(entry) = kept.pop() {
-            if entry.since.elapsed() < IDLE_TIMEOUT && !entry.connection.sender.is_closed() {
+            if entry.usable() {
                 return Some(entry.connection);
             }
         }
@@ -90,13 +97,12 @@ impl ConnectionPool {
             return;
         }
         let Ok(mut idle) = self.idle.lock() else { return };
-        let total: usize = idle.values().map(Vec::len).sum();
-        if total >= MAX_IDLE {
+        if total(&idle) >= MAX_IDLE {
             idle.retain(|_, kept| {
-                kept.retain(|e| e.since.elapsed() < IDLE_TIMEOUT && !e.connection.sender.is_closed());
+                kept.retain(Idle::usable);
                 !kept.is_empty()
             });
-            if idle.values().map(Vec::len).sum::<usize>() >= MAX_IDLE {
+            if total(&idle) >= MAX_IDLE {
                 return;
             }
         }
@@ -108,6 +114,10 @@ impl ConnectionPool {
 
     /// Idle connections kept right now (for tests and logs).
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|idle| idle.values().map(Vec::len).sum()).unwrap_or(0)
+        self.idle.lock().map(|idle| total(&idle)).unwrap_or(0)
     }
+}
+
+fn total(idle: &HashMap<DestinationKey, Vec<Idle>>) -> usize {
+    idle.values().map(Vec::len).sum()
 }
